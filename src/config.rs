@@ -1,0 +1,326 @@
+//! The plugin configuration: JSON in, a compiled [`Policy`] out, or an error that names the
+//! field and the reason. Nothing is half-applied: either the whole configuration compiles or the
+//! filter refuses it (and Envoy with it).
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::listeners::{ListenerId, ListenerSet, Pattern};
+use crate::policy::{MissingSni, Mode, Policy, Protocol, Protocols, Scope};
+
+/// The JSON document, as written by users. All fields are optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `enforce` (default) or `dry_run`.
+    pub mode: Option<String>,
+    /// Absent: strict equality of host and SNI. Present: listener groups.
+    pub listeners: Option<Vec<RawListener>>,
+    /// `allow` (default) or `reject`.
+    pub missing_sni: Option<String>,
+    /// Absent: every protocol is checked.
+    pub protocols: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Shown in logs and errors only.
+    pub name: Option<String>,
+    /// Absent or empty: a catch-all listener.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+}
+
+/// A configuration that cannot be applied: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the offending field, such as `listeners[1].hostnames[0]`; `.` for the
+    /// document itself.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses and compiles a configuration. Empty input (or only white space) means the defaults.
+pub fn parse(bytes: &[u8]) -> Result<Policy, ConfigError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(Policy::default()),
+        // serde would also read a struct from a JSON array (`["dry_run"]`): refuse that form.
+        Some(b'{') => {}
+        Some(_) => return Err(error(".", "the configuration must be a JSON object")),
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde_json appends "at line L column C"; keep it, it helps with long documents.
+        error(path, inner.to_string())
+    })?;
+    de.end().map_err(|e| error(".", e.to_string()))?;
+    compile(raw)
+}
+
+/// Validates a parsed document and builds the lookup structures.
+pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
+    let mode = match raw.mode.as_deref() {
+        None | Some("enforce") => Mode::Enforce,
+        Some("dry_run") => Mode::DryRun,
+        Some(other) => {
+            return Err(error(
+                "mode",
+                format!("unknown mode `{other}`, expected `enforce` or `dry_run`"),
+            ))
+        }
+    };
+    let missing_sni = match raw.missing_sni.as_deref() {
+        None | Some("allow") => MissingSni::Allow,
+        Some("reject") => MissingSni::Reject,
+        Some(other) => {
+            return Err(error(
+                "missing_sni",
+                format!("unknown value `{other}`, expected `allow` or `reject`"),
+            ))
+        }
+    };
+    let protocols = match raw.protocols {
+        None => Protocols::ALL,
+        Some(list) => compile_protocols(&list)?,
+    };
+    let scope = match raw.listeners {
+        None => Scope::Strict,
+        Some(listeners) => Scope::Listeners(compile_listeners(&listeners)?),
+    };
+    Ok(Policy {
+        mode,
+        scope,
+        missing_sni,
+        protocols,
+    })
+}
+
+fn compile_protocols(list: &[String]) -> Result<Protocols, ConfigError> {
+    if list.is_empty() {
+        return Err(error(
+            "protocols",
+            "must name at least one protocol (omit the field to check all)",
+        ));
+    }
+    let mut set = Protocols::NONE;
+    for (i, p) in list.iter().enumerate() {
+        let protocol = Protocol::from_envoy(p.as_bytes()).ok_or_else(|| {
+            error(
+                format!("protocols[{i}]"),
+                format!("unknown protocol `{p}`, expected `HTTP/1.1`, `HTTP/2` or `HTTP/3`"),
+            )
+        })?;
+        set = set.with(protocol);
+    }
+    Ok(set)
+}
+
+fn compile_listeners(listeners: &[RawListener]) -> Result<ListenerSet, ConfigError> {
+    let mut set = ListenerSet::new();
+    let mut names = HashSet::new();
+    for (i, listener) in listeners.iter().enumerate() {
+        let id =
+            ListenerId(u32::try_from(i).map_err(|_| error("listeners", "too many listeners"))?);
+        if let Some(name) = &listener.name {
+            if !names.insert(name.as_str()) {
+                return Err(error(
+                    format!("listeners[{i}].name"),
+                    format!("listener name `{name}` is used twice"),
+                ));
+            }
+        }
+        let patterns = if listener.hostnames.is_empty() {
+            vec![Ok(Pattern::CatchAll)]
+        } else {
+            listener
+                .hostnames
+                .iter()
+                .map(|h| Pattern::parse(h))
+                .collect()
+        };
+        for (j, pattern) in patterns.into_iter().enumerate() {
+            let field = if listener.hostnames.is_empty() {
+                format!("listeners[{i}].hostnames")
+            } else {
+                format!("listeners[{i}].hostnames[{j}]")
+            };
+            let raw = listener.hostnames.get(j).map_or("*", String::as_str);
+            let pattern =
+                pattern.map_err(|e| error(&field, format!("invalid hostname `{raw}`: {e}")))?;
+            set.insert(id, pattern).map_err(|dup| {
+                let first = listeners
+                    .get(dup.first.0 as usize)
+                    .and_then(|l| l.name.as_deref())
+                    .map_or_else(
+                        || format!("listeners[{}]", dup.first.0),
+                        |n| format!("listener `{n}`"),
+                    );
+                let what = if dup.pattern == Pattern::CatchAll {
+                    "a second catch-all listener (no hostnames or `*`)".to_owned()
+                } else {
+                    format!("hostname `{}`", dup.pattern)
+                };
+                error(
+                    &field,
+                    format!(
+                        "{what} already belongs to {first}; a name may belong to one listener only"
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> ConfigError {
+        parse(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn empty_means_defaults() {
+        for input in ["", "  \n", "{}"] {
+            let p = parse(input.as_bytes()).unwrap();
+            assert_eq!(p.mode, Mode::Enforce);
+            assert!(matches!(p.scope, Scope::Strict));
+            assert_eq!(p.missing_sni, MissingSni::Allow);
+            assert!(p.protocols.is_all());
+        }
+    }
+
+    #[test]
+    fn full_example_compiles() {
+        let p = parse(
+            br#"{
+              "mode": "dry_run",
+              "listeners": [
+                {"name": "catch-all"},
+                {"name": "second", "hostnames": ["second-example.org"]},
+                {"hostnames": ["*.wildcard.org"]},
+                {"hostnames": ["fourth-example.wildcard.org", "other.example.net"]}
+              ],
+              "missing_sni": "reject",
+              "protocols": ["HTTP/2"]
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(p.mode, Mode::DryRun);
+        assert_eq!(p.missing_sni, MissingSni::Reject);
+        assert!(p.protocols.contains(Protocol::Http2) && !p.protocols.is_all());
+        match p.scope {
+            Scope::Listeners(set) => {
+                assert_eq!(set.listener_count(), 4);
+                assert_eq!(set.pattern_count(), 4);
+            }
+            Scope::Strict => panic!("expected listeners"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                r#"{"mode": "audit"}"#,
+                "mode",
+                "unknown mode `audit`, expected `enforce` or `dry_run`",
+            ),
+            (r#"{"modes": "enforce"}"#, "modes", "unknown field `modes`"),
+            (
+                r#"{"missing_sni": true}"#,
+                "missing_sni",
+                "invalid type: boolean `true`, expected a string",
+            ),
+            (
+                r#"{"missing_sni": "deny"}"#,
+                "missing_sni",
+                "unknown value `deny`, expected `allow` or `reject`",
+            ),
+            (
+                r#"{"protocols": ["HTTP/2", "h2c"]}"#,
+                "protocols[1]",
+                "unknown protocol `h2c`",
+            ),
+            (r#"{"protocols": []}"#, "protocols", "at least one"),
+            (
+                r#"{"listeners": [{"hostnames": ["a.*.com"]}]}"#,
+                "listeners[0].hostnames[0]",
+                "`*` is only allowed",
+            ),
+            (
+                r#"{"listeners": [{"hostnames": ["ok.com", "a..com"]}]}"#,
+                "listeners[0].hostnames[1]",
+                "empty label",
+            ),
+            (
+                r#"{"listeners": [{"hostnames": ["b\u00fccher.de"]}]}"#,
+                "listeners[0].hostnames[0]",
+                "punycode",
+            ),
+            (
+                r#"{"listeners": [{"name": "one", "hostnames": ["a.com"]}, {"hostnames": ["A.com"]}]}"#,
+                "listeners[1].hostnames[0]",
+                "hostname `a.com` already belongs to listener `one`",
+            ),
+            (
+                r#"{"listeners": [{}, {"hostnames": ["*"]}]}"#,
+                "listeners[1].hostnames[0]",
+                "second catch-all",
+            ),
+            (
+                r#"{"listeners": [{"name": "x"}, {"name": "x", "hostnames": ["a"]}]}"#,
+                "listeners[1].name",
+                "used twice",
+            ),
+            (
+                r#"{"listeners": [{"host": ["a"]}]}"#,
+                "listeners[0].host",
+                "unknown field `host`",
+            ),
+            (r#"{"mode": "enforce"} x"#, ".", "trailing characters"),
+            (r#"[1]"#, ".", "must be a JSON object"),
+            (r#"["dry_run"]"#, ".", "must be a JSON object"),
+            (r#"{"mode": "#, "mode", "EOF"),
+        ];
+        for (json, field, reason) in cases {
+            let e = err(json);
+            assert_eq!(e.field, field, "{json}: {e}");
+            assert!(e.reason.contains(reason), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn ten_thousand_hostnames_compile() {
+        let listeners: Vec<String> = (0..10_000)
+            .map(|i| format!(r#"{{"hostnames": ["host-{i}.example.com", "*.w{i}.example.org"]}}"#))
+            .collect();
+        let json = format!(r#"{{"listeners": [{}]}}"#, listeners.join(","));
+        let p = parse(json.as_bytes()).unwrap();
+        match p.scope {
+            Scope::Listeners(set) => assert_eq!(set.pattern_count(), 20_000),
+            Scope::Strict => panic!("expected listeners"),
+        }
+    }
+}
