@@ -1,0 +1,1 @@
+"""Shared pytest setup: makes `harness` importable for every test directory under tests/."""

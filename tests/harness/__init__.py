@@ -1,0 +1,1 @@
+"""Test harness: real Envoy processes and real TLS/HTTP clients, nothing mocked."""
