@@ -85,6 +85,13 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Follow Envoy's level for the `wasm` component, so that `debug!` lines (dry-run
+        // verdicts) are neither formatted nor sent when Envoy would drop them anyway. Read at
+        // configuration time: a level changed later through the admin API applies from the
+        // next configuration.
+        if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let policy = match config::parse(&bytes) {
             Ok(policy) => policy,
