@@ -92,6 +92,7 @@ impl RootContext for Root {
         if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
             proxy_wasm::set_log_level(level);
         }
+        let started = self.get_current_time();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let policy = match config::parse(&bytes) {
             Ok(policy) => policy,
@@ -100,23 +101,27 @@ impl RootContext for Root {
                 return false;
             }
         };
-        log::info!(
-            "sni-guard: configured: mode {:?}, {}",
-            policy.mode,
-            match &policy.scope {
-                crate::policy::Scope::Strict => "strict host = SNI".to_owned(),
-                crate::policy::Scope::Listeners(set) => format!(
-                    "{} listeners, {} hostnames",
-                    set.listener_count(),
-                    set.pattern_count()
-                ),
-            }
-        );
+        let scope = match &policy.scope {
+            crate::policy::Scope::Strict => "strict host = SNI".to_owned(),
+            crate::policy::Scope::Listeners(set) => format!(
+                "{} listeners, {} hostnames",
+                set.listener_count(),
+                set.pattern_count()
+            ),
+        };
+        let mode = policy.mode;
         self.state = Some(Rc::new(State {
             policy,
             counters: Counters::define(),
             reply_headers: reply::serialized_headers(),
         }));
+        // The load time (parse, compile, define counters) is reported so operators can see what
+        // a large listener set costs each worker.
+        let micros = self
+            .get_current_time()
+            .duration_since(started)
+            .map_or(0, |d| d.as_micros());
+        log::info!("sni-guard: configured: mode {mode:?}, {scope}, loaded in {micros} us");
         true
     }
 
