@@ -22,6 +22,15 @@ class Response:
     body: bytes = b""
     reset: bool = False
 
+    def add_headers(self, raw: list[tuple[bytes, bytes]]) -> None:
+        """Takes a response header block: `:status` sets the status, the rest are kept."""
+        for k, v in raw:
+            k, v = k.decode(), v.decode(errors="replace")
+            if k == ":status":
+                self.status = int(v)
+            else:
+                self.headers.append((k, v))
+
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
             if k == name:
@@ -96,12 +105,7 @@ class H2Connection:
                 raise ConnectionError("connection closed before the response ended")
             for ev in self.conn.receive_data(data):
                 if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
-                    for k, v in ev.headers:
-                        k, v = k.decode(), v.decode(errors="replace")
-                        if k == ":status":
-                            resp.status = int(v)
-                        else:
-                            resp.headers.append((k, v))
+                    resp.add_headers(ev.headers)
                 elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
                     resp.body += ev.data
                     self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)

@@ -60,12 +60,7 @@ class _Client(QuicConnectionProtocol):
             if resp is None:
                 continue
             if isinstance(ev, HeadersReceived):
-                for k, v in ev.headers:
-                    k, v = k.decode(), v.decode(errors="replace")
-                    if k == ":status":
-                        resp.status = int(v)
-                    else:
-                        resp.headers.append((k, v))
+                resp.add_headers(ev.headers)
             elif isinstance(ev, DataReceived):
                 resp.body += ev.data
             if getattr(ev, "stream_ended", False):
