@@ -252,8 +252,20 @@ fn istio_servers(gw: IstioGateway, options: &ReadOptions, inventory: &mut Invent
                 reason,
             });
         };
-        let protocol = server.port.protocol.to_ascii_uppercase();
-        if protocol != "HTTPS" {
+        let mode = server
+            .tls
+            .as_ref()
+            .and_then(|t| t.mode.as_deref())
+            .unwrap_or("SIMPLE")
+            .to_ascii_uppercase();
+        if mode == "PASSTHROUGH" || mode == "AUTO_PASSTHROUGH" {
+            exclude(
+                inventory,
+                format!("TLS mode {mode}: the gateway does not terminate TLS, no HTTP"),
+            );
+            continue;
+        }
+        if !server.port.protocol.eq_ignore_ascii_case("HTTPS") {
             exclude(
                 inventory,
                 format!(
@@ -267,15 +279,7 @@ fn istio_servers(gw: IstioGateway, options: &ReadOptions, inventory: &mut Invent
             exclude(inventory, "HTTPS server without `tls` settings".into());
             continue;
         };
-        let mode = tls.mode.as_deref().unwrap_or("SIMPLE").to_ascii_uppercase();
         let cert = match mode.as_str() {
-            "PASSTHROUGH" | "AUTO_PASSTHROUGH" => {
-                exclude(
-                    inventory,
-                    format!("TLS mode {mode}: the gateway does not terminate TLS, no HTTP"),
-                );
-                continue;
-            }
             "ISTIO_MUTUAL" => Some(CertRef::IstioMutual),
             _ => istio_cert(&tls, options),
         };

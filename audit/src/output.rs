@@ -273,8 +273,8 @@ pub fn to_table(audit: &Audit) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "sni-guard-audit: {} Gateways ({} Istio, {} Gateway API), {} workloads, {} HTTPS ports, \
-         {} servers, {} excluded",
+        "sni-guard-audit: Gateways: {} (Istio {}, Gateway API {}); workloads: {}; HTTPS ports: {}; \
+         servers: {}; excluded: {}",
         inv.istio_gateways + inv.gateway_api_gateways,
         inv.istio_gateways,
         inv.gateway_api_gateways,
@@ -336,7 +336,7 @@ pub fn to_table(audit: &Audit) -> String {
     let (collisions, conflicts) = (audit.collisions(), audit.conflicts());
     let _ = writeln!(
         out,
-        "\n{collisions} collision(s), {conflicts} conflict(s). {}",
+        "\ncollisions: {collisions}; conflicts: {conflicts}. {}",
         if collisions + conflicts == 0 {
             "No gateway can receive another's coalesced requests."
         } else {
