@@ -127,13 +127,16 @@ fn analyse_port(port: u32, mut servers: Vec<Server>, certs: &CertStore) -> PortR
 /// Listener names must be unique in a configuration: a second `ns/gw/https` becomes
 /// `ns/gw/https#2`.
 fn unique_labels(servers: &mut [Server]) {
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: Vec<String> = Vec::new();
     for server in servers.iter_mut() {
-        let count = seen.entry(server.label.clone()).or_insert(0);
-        *count += 1;
-        if *count > 1 {
-            server.label = format!("{}#{count}", server.label);
+        let mut label = server.label.clone();
+        let mut n = 1;
+        while seen.contains(&label) {
+            n += 1;
+            label = format!("{}#{n}", server.label);
         }
+        seen.push(label.clone());
+        server.label = label;
     }
 }
 
@@ -369,6 +372,17 @@ mod tests {
         // The second server lost its only host: no listener, it would be a catch-all.
         assert_eq!(names, ["default/a/https", "default/b/https"]);
         assert_eq!(port.servers[1].label, "default/a/https#2");
+        let mut tricky = [
+            server("a", 443, &["x.test"], "x"),
+            server("a", 443, &["y.test"], "x"),
+            server("a", 443, &["z.test"], "x"),
+        ];
+        tricky[0].label = "l#2".into();
+        tricky[1].label = "l".into();
+        tricky[2].label = "l".into();
+        unique_labels(&mut tricky);
+        let labels: Vec<&str> = tricky.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["l#2", "l", "l#3"]);
         let conflicts: Vec<&Finding> = port.findings.iter().filter(|f| !f.is_collision()).collect();
         assert_eq!(conflicts.len(), 2);
         assert!(matches!(
