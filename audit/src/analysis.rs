@@ -151,11 +151,16 @@ fn reachable(cert: &CertRef, host: &Pattern, certs: &CertStore) -> Option<String
 }
 
 fn shared_certificates(servers: &[Server], certs: &CertStore) -> Vec<Finding> {
+    // Groups in order of first appearance; the index keeps large dumps linear.
     let mut groups: Vec<(&CertRef, Vec<&Server>)> = Vec::new();
+    let mut index: HashMap<&CertRef, usize> = HashMap::new();
     for server in servers {
-        match groups.iter_mut().find(|(c, _)| *c == &server.cert) {
+        match index.get(&server.cert).and_then(|&i| groups.get_mut(i)) {
             Some((_, list)) => list.push(server),
-            None => groups.push((&server.cert, vec![server])),
+            None => {
+                index.insert(&server.cert, groups.len());
+                groups.push((&server.cert, vec![server]));
+            }
         }
     }
     groups
