@@ -32,4 +32,4 @@ def test_envoy_refuses_an_invalid_configuration(plugin_json, message):
 
 def test_a_valid_listener_configuration_starts():
     with envoy_with('{"mode": "dry_run", "listeners": [{"hostnames": ["*.example.com"]}]}') as envoy:
-        assert "sni-guard: configured: mode DryRun, 1 listeners, 1 hostnames, loaded in " in envoy.log()
+        assert envoy.wait_log("sni-guard: configured: mode DryRun, 1 listeners, 1 hostnames, loaded in ")

@@ -84,7 +84,7 @@ def gateway(request):
               "listeners": listeners + extra_listeners(extra)}
     with Envoy(gateway_config(chains, plugin)) as envoy:
         if extra:
-            assert f"{len(listeners) + extra} listeners" in envoy.log()
+            assert envoy.wait_log(f"{len(listeners) + extra} listeners")
         yield envoy, mode, cases
 
 

@@ -45,4 +45,4 @@ def test_dry_run_counts_logs_and_answers_nothing():
         assert envoy.counter(
             'sni_guard_misdirected{reason="listener_mismatch",protocol="http2"}') == 0
         # The harness runs Envoy with --component-log-level wasm:debug.
-        assert "sni-guard dry run: would answer 421 (listener_mismatch)" in envoy.log()
+        assert envoy.wait_log("sni-guard dry run: would answer 421 (listener_mismatch)")

@@ -186,6 +186,15 @@ class Envoy:
         except FileNotFoundError:
             return ""
 
+    def wait_log(self, needle: str, timeout: float = 10.0) -> bool:
+        """Waits until Envoy's own log contains `needle` (it is written asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def access_log(self, min_lines: int = 0, timeout: float = 5.0) -> list[str]:
         """Access log lines; waits until at least `min_lines` are there (Envoy flushes them
         asynchronously)."""
