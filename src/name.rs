@@ -148,6 +148,10 @@ impl Name {
             .position(|&b| b == b']')
             .ok_or(NameError::InvalidIpLiteral)?;
         let (literal, rest) = raw.split_at(close + 1);
+        if literal.len() > MAX_NAME_LEN {
+            // The length is stored in a u8: a longer literal would be silently truncated.
+            return Err(NameError::TooLong);
+        }
         if !rest.is_empty() {
             match rest.split_first() {
                 Some((b':', port)) => validate_port(port)?,
@@ -287,6 +291,8 @@ mod tests {
         assert_eq!(max.len(), 253);
         assert_eq!(auth(&max).unwrap(), max);
         assert_eq!(auth(&format!("{max}.")).unwrap(), max);
+        let literal = format!("[{}]", ":".repeat(300));
+        assert_eq!(auth(&literal), Err(NameError::TooLong));
     }
 
     #[test]
