@@ -35,7 +35,7 @@ pub enum NameError {
     TooLong,
     /// A byte that has no place in a host name: userinfo `@`, `%`, `,`, whitespace, non-ASCII...
     InvalidCharacter,
-    /// Two dots in a row, or a leading dot.
+    /// Two dots in a row, a leading dot, or a trailing dot in a server name.
     EmptyLabel,
     /// A port that is empty, not decimal, or above 65535.
     InvalidPort,
@@ -70,11 +70,19 @@ impl Name {
     }
 
     /// Parses a TLS server name as Envoy reports it. SNI carries no port (RFC 6066 §3), so a
-    /// `:` is an error; case and one trailing dot are normalised.
+    /// `:` is an error; case is normalised (Envoy lowercases it too).
+    ///
+    /// A trailing dot is an error, not normalised: RFC 6066 forbids it, and Envoy's filter chain
+    /// match does not strip it, so `a.example.com.` lands on the default chain. Reading it as
+    /// `a.example.com` would let that chain serve a.example.com's hosts (the Traefik
+    /// CVE-2022-23632 pattern).
     pub fn from_sni(raw: &[u8]) -> Result<Name, NameError> {
         if raw.first() == Some(&b'[') {
             // RFC 6066 forbids IP literals in SNI; a bracket is never a valid server name.
             return Err(NameError::InvalidCharacter);
+        }
+        if raw.last() == Some(&b'.') {
+            return Err(NameError::EmptyLabel);
         }
         Name::from_dns(raw)
     }
@@ -298,7 +306,8 @@ mod tests {
     #[test]
     fn sni_normalises_and_refuses_ports_and_literals() {
         let sni = |s: &str| Name::from_sni(s.as_bytes()).map(|n| n.as_str().to_owned());
-        assert_eq!(sni("A.example.com.").unwrap(), "a.example.com");
+        assert_eq!(sni("A.example.com").unwrap(), "a.example.com");
+        assert_eq!(sni("a.example.com."), Err(NameError::EmptyLabel));
         assert_eq!(sni("a.example.com:443"), Err(NameError::InvalidCharacter));
         assert_eq!(sni("[::1]"), Err(NameError::InvalidCharacter));
         assert_eq!(sni(""), Err(NameError::Empty));
