@@ -23,12 +23,12 @@ PROMTOOL_BIN = os.environ.get("PROMTOOL_BIN") or shutil.which("promtool") or "pr
 
 class Prometheus:
     """One Prometheus process. `targets` are (host:port, labels) pairs scraped every second on
-    `metrics_path`; `rule_files` are loaded and evaluated every second. Use as a context
-    manager."""
+    `metrics_path` (with `metric_relabel_configs`, if any); `rule_files` are loaded and evaluated
+    every second. Use as a context manager."""
 
     def __init__(self, targets: list[tuple[str, dict[str, str]]], *,
                  metrics_path: str = "/stats/prometheus", rule_files: list[Path] = (),
-                 ready_timeout: float = 30.0):
+                 metric_relabel_configs: list[dict] = (), ready_timeout: float = 30.0):
         self._tmp = tempfile.TemporaryDirectory(prefix="sni-guard-prometheus-")
         self.workdir = Path(self._tmp.name)
         self.port = free_port()
@@ -40,6 +40,7 @@ class Prometheus:
                 "job_name": "envoy-stats",
                 "metrics_path": metrics_path,
                 "static_configs": [{"targets": [t], "labels": labels} for t, labels in targets],
+                "metric_relabel_configs": list(metric_relabel_configs),
             }],
         }
         self.config_path = self.workdir / "prometheus.yml"
