@@ -53,7 +53,7 @@ run: deps wasm certs
 lint: rust-deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p sni-guard --target $(WASM_TARGET) --all-targets -- -D warnings
+	cargo clippy -p sni-guard -p empty-filter --target $(WASM_TARGET) --all-targets -- -D warnings
 
 unit:
 	cargo test --workspace
