@@ -22,6 +22,7 @@ def with_policy(policy: str | None, plugin: str = "{}") -> dict:
     for f in wasm_filters(config):
         plugin_config = f["typed_config"]["config"]
         plugin_config.pop("fail_open", None)
+        plugin_config.pop("failure_policy", None)
         if policy is not None:
             plugin_config["failure_policy"] = policy
     return config
