@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from .process import stop_process, wait_ready
+
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_BIN = Path(os.environ.get("ENVOY_BIN", REPO / ".venv" / "bin" / "envoy"))
 WASM = Path(
@@ -137,28 +139,14 @@ class Envoy:
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             cwd=self.workdir,
         )
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EnvoyExited(self.proc.returncode, self.log())
-            try:
-                with urllib.request.urlopen(self.admin_url("/ready"), timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
+        if wait_ready(self.proc, self.admin_url("/ready"), self.ready_timeout,
+                      lambda code: EnvoyExited(code, self.log())):
+            return self
         self.stop()
         raise TimeoutError(f"Envoy not ready after {self.ready_timeout}s:\n{self.log()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def __enter__(self) -> "Envoy":
         return self.start()

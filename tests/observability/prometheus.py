@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from harness.envoy import free_port
+from harness.process import stop_process, wait_ready
 
 PROMETHEUS_BIN = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus") or "prometheus"
 PROMTOOL_BIN = os.environ.get("PROMTOOL_BIN") or shutil.which("promtool") or "promtool"
@@ -56,28 +57,14 @@ class Prometheus:
              f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url("/-/ready"), timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
+        if wait_ready(self.proc, self.url("/-/ready"), self.ready_timeout,
+                      lambda code: RuntimeError(f"prometheus exited with {code}:\n{self.log()}")):
+            return self
         self.stop()
         raise TimeoutError(f"prometheus not ready after {self.ready_timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if getattr(self, "_log", None):
             self._log.close()
 
