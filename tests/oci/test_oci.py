@@ -25,6 +25,8 @@ import urllib.request
 
 import pytest
 
+from harness.process import stop_process
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDER = os.path.join(ROOT, "oci", "build.py")
 WASM = os.environ.get("SNI_GUARD_WASM", os.path.join(ROOT, "target/wasm32-unknown-unknown/release/sni_guard.wasm"))
@@ -361,12 +363,7 @@ def registry(tmp_path_factory):
             time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
