@@ -18,6 +18,12 @@ use std::ptr::{null_mut, NonNull};
 
 use crate::filter;
 
+// The `bench-stage-*` features build the partial filters of the benchmark's cost breakdown
+// (`make bench-stages`, docs/bench.md); release builds enable none of them.
+// `bench-stage-bare`: no per-request callback exported (Envoy never enters the module for a
+// request); `bench-stage-callbacks`: the per-request callbacks are entered and return at once;
+// `bench-stage-check`: the check runs, the response flags are not read.
+
 const OK: u32 = 0;
 /// proxy-wasm map type of the request headers.
 const REQUEST_HEADERS: u32 = 0;
@@ -106,7 +112,7 @@ pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_siz
     1
 }
 
-#[no_mangle]
+#[cfg_attr(not(feature = "bench-stage-bare"), no_mangle)]
 pub extern "C" fn proxy_on_context_create(context_id: u32, parent_context_id: u32) {
     filter::on_context_create(context_id, parent_context_id);
 }
@@ -116,17 +122,26 @@ pub extern "C" fn proxy_on_configure(root_context_id: u32, configuration_size: u
     u32::from(filter::on_configure(root_context_id, configuration_size))
 }
 
-#[no_mangle]
+#[cfg_attr(not(feature = "bench-stage-bare"), no_mangle)]
 pub extern "C" fn proxy_on_request_headers(
     context_id: u32,
     _headers: usize,
     _end_of_stream: u32,
 ) -> u32 {
+    if cfg!(feature = "bench-stage-callbacks") {
+        return Action::Continue as u32;
+    }
     filter::on_request_headers(context_id) as u32
 }
 
-#[no_mangle]
+#[cfg_attr(not(feature = "bench-stage-bare"), no_mangle)]
 pub extern "C" fn proxy_on_log(context_id: u32) {
+    if cfg!(any(
+        feature = "bench-stage-callbacks",
+        feature = "bench-stage-check"
+    )) {
+        return;
+    }
     filter::on_log(context_id);
 }
 
@@ -135,7 +150,7 @@ pub extern "C" fn proxy_on_tick(root_context_id: u32) {
     filter::on_tick(root_context_id);
 }
 
-#[no_mangle]
+#[cfg_attr(not(feature = "bench-stage-bare"), no_mangle)]
 pub extern "C" fn proxy_on_delete(context_id: u32) {
     filter::on_delete(context_id);
 }

@@ -6,6 +6,9 @@
 //! [`config`], [`flags`], [`metrics`]); the proxy-wasm glue (`filter`, `abi`) is compiled for
 //! `wasm32` only and tested inside real Envoy.
 
+// A benchmark-only build that exports no per-request callback leaves the request path unused.
+#![cfg_attr(feature = "bench-stage-bare", allow(dead_code))]
+
 pub mod config;
 pub mod flags;
 pub mod listeners;
