@@ -315,9 +315,15 @@ H2LOAD_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+
 H2LOAD_RATE = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
 
 
+# The `:authority` h2load sends: the host alone, as browsers send it to a gateway on port 443
+# (the default), or host:port (`--authority-with-port`), as clients of a non-default port do.
+AUTHORITY_WITH_PORT = False
+
+
 def h2load(port: int, backend: str, args: list[str]) -> dict:
+    authority = [] if AUTHORITY_WITH_PORT else ["-H", f":authority: {HOST}"]
     cmd = [*PRIORITY, "taskset", "-c", CLIENT_CORE, "h2load", f"--connect-to=127.0.0.1:{port}",
-           *args, f"https://{HOST}:{port}/{backend}"]
+           *authority, *args, f"https://{HOST}:{port}/{backend}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     text = out.stdout + out.stderr
     done, status, rate = (H2LOAD_DONE.search(text), H2LOAD_STATUS.search(text),
@@ -463,8 +469,12 @@ def main() -> None:
     p.add_argument("--variant", action="append", default=[], metavar="KEY=PATH.wasm",
                    help="also measure another build of sni-guard (default configuration), "
                         "e.g. the previous commit's, for an A/B comparison")
+    p.add_argument("--authority-with-port", action="store_true",
+                   help="send :authority as host:port instead of the host alone")
     p.add_argument("--out", type=Path, default=BENCH)
     a = p.parse_args()
+    global AUTHORITY_WITH_PORT
+    AUTHORITY_WITH_PORT = a.authority_with_port
 
     for tool in ("h2load", "nginx", "taskset"):
         if not shutil.which(tool):
