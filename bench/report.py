@@ -74,9 +74,14 @@ def low(values: list[float]) -> float:
     return values[int(0.1 * (len(values) - 1))]
 
 
+def low_cpu(results: dict, key: str, backend: str) -> float:
+    """A configuration's CPU per request from its 10th-percentile slice."""
+    return low(series(results, key, backend, "cpu_us_per_request"))
+
+
 def headline_min(results: dict, backend: str) -> dict[str, float]:
     """The same figures from each configuration's 10th-percentile slice (see `low`)."""
-    lo = {k: low(series(results, k, backend, "cpu_us_per_request")) for k in results}
+    lo = {k: low_cpu(results, k, backend) for k in results}
     out = {}
     if "none" in lo:
         if "default" in lo and "lua" in lo:
@@ -200,18 +205,14 @@ def breakdown(results: dict, labels: dict) -> list[str]:
              "difference of the two configurations' 10th-percentile slices.", "",
              "| step | adds | µs/request, paired | µs/request, 10th pct |", "|---|---|---|---|"]
 
-    def low_of(key: str) -> float:
-        return low(series(results, key, "direct", "cpu_us_per_request"))
-
-    for before, after, what in STAGES:
+    def row(before: str, after: str, what: str) -> str:
         d = paired(results, after, before, "direct", lambda x, y: x - y)
-        lines.append(f"| {labels[before]} → {labels[after]} | {what} | {spread(d)} | "
-                     f"{low_of(after) - low_of(before):.2f} |")
-    for ref in ("empty", "lua"):
-        if ref in results and results[ref].get("direct"):
-            d = paired(results, ref, "none", "direct", lambda x, y: x - y)
-            lines.append(f"| no filter → {labels[ref]} | for comparison | {spread(d)} | "
-                         f"{low_of(ref) - low_of('none'):.2f} |")
+        lo = low_cpu(results, after, "direct") - low_cpu(results, before, "direct")
+        return f"| {labels[before]} → {labels[after]} | {what} | {spread(d)} | {lo:.2f} |"
+
+    lines += [row(before, after, what) for before, after, what in STAGES]
+    lines += [row("none", ref, "for comparison") for ref in ("empty", "lua")
+              if ref in results and results[ref].get("direct")]
     return lines + [""]
 
 
