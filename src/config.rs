@@ -16,7 +16,8 @@ use crate::policy::{MissingSni, Mode, Policy, Protocol, Protocols, Scope};
 pub struct RawConfig {
     /// `enforce` (default) or `dry_run`.
     pub mode: Option<String>,
-    /// Absent: strict equality of host and SNI. Present: listener groups.
+    /// Absent: strict equality of host and SNI. Present: listener groups (at least one, and not
+    /// only the catch-all).
     pub listeners: Option<Vec<RawListener>>,
     /// `allow` (default) or `reject`.
     pub missing_sni: Option<String>,
@@ -32,6 +33,8 @@ pub struct RawListener {
     /// Absent or empty: a catch-all listener.
     #[serde(default)]
     pub hostnames: Vec<String>,
+    /// `enforce`, `dry_run` or `off`; absent: the top-level `mode`.
+    pub mode: Option<String>,
 }
 
 /// A configuration that cannot be applied: where, and why.
@@ -80,14 +83,15 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, ConfigError> {
 /// Validates a parsed document and builds the lookup structures.
 pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
     let mode = match raw.mode.as_deref() {
-        None | Some("enforce") => Mode::Enforce,
-        Some("dry_run") => Mode::DryRun,
-        Some(other) => {
+        None => Mode::Enforce,
+        Some("off") => {
             return Err(error(
                 "mode",
-                format!("unknown mode `{other}`, expected `enforce` or `dry_run`"),
+                "`off` is only allowed per listener (`listeners[].mode`); to turn sni-guard off \
+                 everywhere, remove the filter",
             ))
         }
+        Some(m) => compile_mode(m, "mode", &[Mode::Enforce, Mode::DryRun])?,
     };
     let missing_sni = match raw.missing_sni.as_deref() {
         None | Some("allow") => MissingSni::Allow,
@@ -103,16 +107,80 @@ pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         None => Protocols::ALL,
         Some(list) => compile_protocols(&list)?,
     };
-    let scope = match raw.listeners {
-        None => Scope::Strict,
-        Some(listeners) => Scope::Listeners(compile_listeners(&listeners)?),
+    let (scope, listener_modes) = match raw.listeners {
+        None => (Scope::Strict, Vec::new()),
+        Some(listeners) => {
+            refuse_no_op_listeners(&listeners, missing_sni)?;
+            let modes = listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    l.mode
+                        .as_deref()
+                        .map(|m| compile_mode(m, &format!("listeners[{i}].mode"), &PER_LISTENER))
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?;
+            (Scope::Listeners(compile_listeners(&listeners)?), modes)
+        }
     };
     Ok(Policy {
         mode,
         scope,
         missing_sni,
         protocols,
+        listener_modes,
     })
+}
+
+/// The modes a listener may have; the top-level `mode` has all but `off`.
+const PER_LISTENER: [Mode; 3] = [Mode::Enforce, Mode::DryRun, Mode::Off];
+
+fn compile_mode(value: &str, field: &str, allowed: &[Mode]) -> Result<Mode, ConfigError> {
+    allowed
+        .iter()
+        .copied()
+        .find(|m| m.label() == value)
+        .ok_or_else(|| {
+            let mut names: Vec<String> =
+                allowed.iter().map(|m| format!("`{}`", m.label())).collect();
+            let last = names.pop().unwrap_or_default();
+            let expected = if names.is_empty() {
+                last
+            } else {
+                format!("{} or {last}", names.join(", "))
+            };
+            error(field, format!("unknown mode `{value}`, expected {expected}"))
+        })
+}
+
+/// Refuses listener sets under which no request could ever be judged misdirected: with no
+/// listener every host is unknown and passes; with only the catch-all every name shares one
+/// listener. Both would look like protection and be none. The catch-all alone still means
+/// something with `missing_sni: reject` (SNI required, any host on any connection): allowed.
+fn refuse_no_op_listeners(
+    listeners: &[RawListener],
+    missing_sni: MissingSni,
+) -> Result<(), ConfigError> {
+    let hint = "omit `listeners` for strict host = SNI, or list the hostnames of each listener";
+    match listeners {
+        [] => Err(error(
+            "listeners",
+            format!("an empty list turns the check off (every host would pass); {hint}"),
+        )),
+        [only] if missing_sni == MissingSni::Allow && is_catch_all(only) => Err(error(
+            "listeners",
+            format!(
+                "a catch-all as the only listener puts every name in one listener, so no \
+                 request is ever misdirected; {hint}"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn is_catch_all(listener: &RawListener) -> bool {
+    listener.hostnames.iter().all(|h| h == "*")
 }
 
 fn compile_protocols(list: &[String]) -> Result<Protocols, ConfigError> {
@@ -299,6 +367,23 @@ mod tests {
                 "listeners[0].host",
                 "unknown field `host`",
             ),
+            (r#"{"listeners": []}"#, "listeners", "an empty list"),
+            (r#"{"listeners": [{}]}"#, "listeners", "catch-all as the only"),
+            (
+                r#"{"listeners": [{"name": "all", "hostnames": ["*"]}]}"#,
+                "listeners",
+                "catch-all as the only",
+            ),
+            (
+                r#"{"mode": "off", "listeners": [{"hostnames": ["a"]}]}"#,
+                "mode",
+                "only allowed per listener",
+            ),
+            (
+                r#"{"listeners": [{"hostnames": ["a"], "mode": "audit"}]}"#,
+                "listeners[0].mode",
+                "unknown mode `audit`, expected `enforce`, `dry_run` or `off`",
+            ),
             (r#"{"mode": "enforce"} x"#, ".", "trailing characters"),
             (r#"[1]"#, ".", "must be a JSON object"),
             (r#"["dry_run"]"#, ".", "must be a JSON object"),
@@ -309,6 +394,34 @@ mod tests {
             assert_eq!(e.field, field, "{json}: {e}");
             assert!(e.reason.contains(reason), "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn per_listener_modes() {
+        let p = parse(
+            br#"{"mode": "dry_run", "listeners": [
+                {"hostnames": ["a.example.com"], "mode": "enforce"},
+                {"hostnames": ["b.example.com"], "mode": "off"},
+                {"hostnames": ["c.example.com"]}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.listener_modes,
+            vec![Some(Mode::Enforce), Some(Mode::Off), None]
+        );
+        assert_eq!(p.mode_of(Some(ListenerId(1))), Mode::Off);
+        assert_eq!(p.mode_of(Some(ListenerId(2))), Mode::DryRun);
+        assert_eq!(p.mode_of(None), Mode::DryRun);
+    }
+
+    #[test]
+    fn a_lone_catch_all_is_accepted_when_it_requires_sni() {
+        // SNI required, any host on any connection: it refuses something, so it is allowed.
+        let p = parse(br#"{"listeners": [{}], "missing_sni": "reject"}"#).unwrap();
+        assert_eq!(p.missing_sni, MissingSni::Reject);
+        // A catch-all beside other listeners is the usual Gateway layout.
+        parse(br#"{"listeners": [{}, {"hostnames": ["a.example.com"]}]}"#).unwrap();
     }
 
     #[test]

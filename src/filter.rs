@@ -22,12 +22,14 @@ use crate::config;
 use crate::flags;
 use crate::listeners::FxHasher;
 use crate::metrics;
-use crate::policy::{Mode, Pass, Policy, Protocol, Scope, Verdict};
+use crate::policy::{Outcome, Policy, Protocol, Scope};
 use crate::reply;
 
 /// Property paths, serialised as proxy-wasm expects (segments joined by NUL).
 const SNI_PATH: &[u8] = b"connection\0requested_server_name";
 const PROTOCOL_PATH: &[u8] = b"request\0protocol";
+/// Present (and not empty) on TLS connections only.
+const TLS_VERSION_PATH: &[u8] = b"connection\0tls_version";
 const RESPONSE_FLAGS_PATH: &[u8] = b"response\0flags";
 
 /// How often batched counts reach Envoy, at the latest.
@@ -194,7 +196,22 @@ pub fn on_configure(root_id: u32, size: usize) -> bool {
     // formatted nor sent when Envoy would drop them. Read at configuration time: a level changed
     // later through the admin API applies from the next configuration.
     let debug = abi::log_level().is_some_and(|level| level <= LogLevel::Debug as u32);
-    let bytes = abi::plugin_configuration(size);
+    // No configuration at all means the defaults; one that Envoy announced but cannot hand over
+    // fails the configuration: falling back to the defaults would turn a dry run into enforce.
+    let bytes = if size == 0 {
+        None
+    } else {
+        match abi::plugin_configuration(size) {
+            Some(bytes) => Some(bytes),
+            None => {
+                abi::log(
+                    LogLevel::Error,
+                    "sni-guard: the plugin configuration could not be read",
+                );
+                return false;
+            }
+        }
+    };
     let policy = match config::parse(bytes.as_deref().unwrap_or_default()) {
         Ok(policy) => policy,
         Err(e) => {
@@ -267,50 +284,50 @@ pub fn on_request_headers(context_id: u32) -> Action {
         }
     }
     let sni = abi::get_property(SNI_PATH);
-    let verdict = policy.decide(sni.as_deref(), || abi::get_request_header(b":authority"));
+    let is_tls = || abi::get_property(TLS_VERSION_PATH).is_some_and(|v| !v.is_empty());
+    let decision = policy.judge(sni.as_deref(), is_tls, || {
+        abi::get_request_header(b":authority")
+    });
     state.pending_checked.set(state.pending_checked.get() + 1);
-    let reason = match verdict {
-        Verdict::Pass(Pass::NoSni) => {
-            state.count(state.counters.without_sni);
-            return Action::Continue;
-        }
-        Verdict::Pass(_) => return Action::Continue,
-        Verdict::Misdirected(reason) => reason,
-    };
     if sni.as_deref().is_none_or(<[u8]>::is_empty) {
         state.count(state.counters.without_sni);
     }
-    let protocol = protocol.or_else(request_protocol);
-    let index = metrics::verdict_index(reason, protocol);
-    match policy.mode {
-        Mode::DryRun => {
-            state.count(state.counters.would_misdirect.get(index).copied().flatten());
-            if state.debug {
-                abi::log(
-                    LogLevel::Debug,
-                    &format!(
-                        "sni-guard dry run: would answer 421 ({}): sni {:?}",
-                        reason.label(),
-                        sni.as_deref().map(String::from_utf8_lossy)
-                    ),
-                );
-            }
-            Action::Continue
+    let (reason, enforce) = match decision.outcome() {
+        Outcome::Pass => return Action::Continue,
+        Outcome::Reply(reason) => (reason, true),
+        Outcome::Observe(reason) => (reason, false),
+    };
+    let index = metrics::verdict_index(reason, protocol.or_else(request_protocol));
+    if !enforce {
+        state.count(state.counters.would_misdirect.get(index).copied().flatten());
+        if state.debug {
+            let authority = abi::get_request_header(b":authority");
+            abi::log(
+                LogLevel::Debug,
+                &format!(
+                    "sni-guard dry run: would answer {} ({}): sni {:?}, authority {:?}",
+                    reply::for_reason(reason).status,
+                    reason.label(),
+                    sni.as_deref().map(String::from_utf8_lossy),
+                    authority.as_deref().map(String::from_utf8_lossy),
+                ),
+            );
         }
-        Mode::Enforce => {
-            state.count(state.counters.misdirected.get(index).copied().flatten());
-            if abi::send_local_response(
-                reply::STATUS,
-                reply::DETAILS,
-                reply::BODY.as_bytes(),
-                &state.reply_headers,
-            ) {
-                Action::Pause
-            } else {
-                // Envoy refused the reply (the stream is already answered or reset): let it be.
-                Action::Continue
-            }
-        }
+        return Action::Continue;
+    }
+    let answer = reply::for_reason(reason);
+    if abi::send_local_response(
+        answer.status,
+        answer.details,
+        answer.body.as_bytes(),
+        &state.reply_headers,
+    ) {
+        // Counted only once Envoy took the reply: the counter is of answers clients got.
+        state.count(state.counters.misdirected.get(index).copied().flatten());
+        Action::Pause
+    } else {
+        // Envoy refused the reply (the stream is already answered or reset): let it be.
+        Action::Continue
     }
 }
 

@@ -12,9 +12,11 @@ use crate::policy::{Protocol, Reason};
 /// Prefix of every counter.
 pub const PREFIX: &str = "sni_guard";
 
-/// Requests whose SNI and authority were compared (or that had no SNI to compare).
+/// Requests whose SNI and authority were compared (or that had no SNI to compare): every request
+/// of a checked protocol.
 pub const REQUESTS_CHECKED: &str = "sni_guard.requests_checked";
-/// Requests on a connection without SNI.
+/// Of those, the requests on a connection without SNI, whatever their verdict (passed, refused,
+/// or a host that belongs to no listener).
 pub const REQUESTS_WITHOUT_SNI: &str = "sni_guard.requests_without_sni";
 
 /// Protocol labels: the three protocols plus `unknown` when Envoy did not say.
@@ -47,7 +49,8 @@ fn protocol_label(p: Option<Protocol>) -> &'static str {
     p.map_or("unknown", Protocol::label)
 }
 
-/// Name of the counter of 421s sent.
+/// Name of the counter of local replies sent: 421, or 400 for `invalid_authority`. Counted only
+/// when Envoy accepted the reply, so it equals what clients were answered.
 pub fn misdirected(reason: Reason, protocol: Option<Protocol>) -> String {
     format!(
         "{PREFIX}.misdirected.{}.{}",
@@ -56,7 +59,7 @@ pub fn misdirected(reason: Reason, protocol: Option<Protocol>) -> String {
     )
 }
 
-/// Name of the counter of 421s a dry run would have sent.
+/// Name of the counter of replies a dry run (or a `dry_run` listener) would have sent.
 pub fn would_misdirect(reason: Reason, protocol: Option<Protocol>) -> String {
     format!(
         "{PREFIX}.would_misdirect.{}.{}",

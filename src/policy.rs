@@ -3,17 +3,30 @@
 //! Pure logic over the connection's SNI and the request's authority; the proxy-wasm glue only
 //! fetches those two values and acts on the [`Verdict`].
 
-use crate::listeners::ListenerSet;
+use crate::listeners::{ListenerId, ListenerSet};
 use crate::name::Name;
 
-/// What the filter does with a misdirected request.
+/// What the filter does with a request it judged misdirected (or whose authority is invalid).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// Answer 421.
+    /// Answer 421 (400 for an invalid authority).
     #[default]
     Enforce,
-    /// Decide the same way, answer nothing, count and log what would have been a 421.
+    /// Decide the same way, answer nothing, count and log what would have been answered.
     DryRun,
+    /// Let it pass, uncounted. Per listener only: a host group whose clients do not retry on 421.
+    Off,
+}
+
+impl Mode {
+    /// The spelling in the configuration.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::DryRun => "dry_run",
+            Mode::Off => "off",
+        }
+    }
 }
 
 /// What to do with a request on a connection that carried no SNI.
@@ -22,7 +35,8 @@ pub enum MissingSni {
     /// Pass: clients that connect by IP address, or load balancers that strip SNI.
     #[default]
     Allow,
-    /// Answer 421 (unless the host belongs to no listener at all).
+    /// Answer 421 on TLS connections (unless the host belongs to no listener at all). Plaintext
+    /// connections never carry SNI and pass.
     Reject,
 }
 
@@ -104,7 +118,7 @@ pub enum Scope {
     Listeners(ListenerSet),
 }
 
-/// Why a request is misdirected. Also the `reason` label of the 421 counters.
+/// Why a request is refused. Also the `reason` label of the counters of local replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// The host belongs to another listener than the SNI (in strict scope: differs from it).
@@ -112,6 +126,8 @@ pub enum Reason {
     /// The connection carried no SNI and `missing_sni` is `reject`.
     MissingSni,
     /// The authority is absent or not a valid `host[:port]`: it cannot belong to any listener.
+    /// A client error, not a misdirection: answered 400 (RFC 9112 §3.2), since a retry on
+    /// another connection would fail the same way.
     InvalidAuthority,
 }
 
@@ -134,7 +150,8 @@ impl Reason {
 /// Why a request passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
-    /// No SNI on the connection and `missing_sni` is `allow`.
+    /// No SNI on the connection and `missing_sni` is `allow`, or no SNI on a plaintext
+    /// connection (`reject` applies to TLS only: without a handshake there is no SNI to send).
     NoSni,
     /// The host belongs to the SNI's listener (or equals the SNI in strict scope).
     SameListener,
@@ -149,55 +166,169 @@ pub enum Verdict {
     Misdirected(Reason),
 }
 
+/// A verdict and what to do about it: the [`Mode`] of the listener the request was judged for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub mode: Mode,
+}
+
+impl Decision {
+    /// What the filter does.
+    pub fn outcome(self) -> Outcome {
+        match (self.verdict, self.mode) {
+            (Verdict::Pass(_), _) | (Verdict::Misdirected(_), Mode::Off) => Outcome::Pass,
+            (Verdict::Misdirected(reason), Mode::Enforce) => Outcome::Reply(reason),
+            (Verdict::Misdirected(reason), Mode::DryRun) => Outcome::Observe(reason),
+        }
+    }
+}
+
+/// What the filter does with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Continue, count nothing beyond the request.
+    Pass,
+    /// Answer (`reply::for_reason`), count it, record the verdict for the access log.
+    Reply(Reason),
+    /// Dry run: continue, count what would have been answered, record it for the access log.
+    Observe(Reason),
+}
+
+impl Outcome {
+    /// The verdict as the access log shows it (`%FILTER_STATE(...)%`), for requests that did
+    /// not simply pass: `misdirected`/`would_misdirect` for 421s, `invalid_authority`/
+    /// `would_reject_invalid_authority` for 400s, then the reason.
+    pub fn log_value(self) -> Option<&'static str> {
+        Some(match self {
+            Outcome::Pass => return None,
+            Outcome::Reply(Reason::ListenerMismatch) => "misdirected:listener_mismatch",
+            Outcome::Reply(Reason::MissingSni) => "misdirected:missing_sni",
+            Outcome::Reply(Reason::InvalidAuthority) => "rejected:invalid_authority",
+            Outcome::Observe(Reason::ListenerMismatch) => "would_misdirect:listener_mismatch",
+            Outcome::Observe(Reason::MissingSni) => "would_misdirect:missing_sni",
+            Outcome::Observe(Reason::InvalidAuthority) => "would_reject:invalid_authority",
+        })
+    }
+}
+
+/// What sni-guard knows of the connection's transport, read from the host only when needed.
+pub trait Connection {
+    /// True when the connection is TLS. Asked only for a request without SNI under
+    /// `missing_sni: reject`, so that the common path costs no extra host call.
+    fn is_tls(&mut self) -> bool;
+}
+
+/// A connection known to be TLS (the listener sni-guard is made for).
+pub struct Tls;
+
+impl Connection for Tls {
+    fn is_tls(&mut self) -> bool {
+        true
+    }
+}
+
+impl<F: FnMut() -> bool> Connection for F {
+    fn is_tls(&mut self) -> bool {
+        self()
+    }
+}
+
 /// The compiled configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
+    /// The mode of strict scope, and of every listener without a `mode` of its own.
     pub mode: Mode,
     pub scope: Scope,
     pub missing_sni: MissingSni,
     pub protocols: Protocols,
+    /// Per-listener `mode`, indexed by [`ListenerId`]; `None` (or absent): the top-level mode.
+    pub listener_modes: Vec<Option<Mode>>,
 }
 
 impl Policy {
-    /// Decides one request. `sni` is the connection's server name (`None` or empty when the
-    /// client sent none); `authority` fetches the request's `:authority` and is only called when
-    /// the answer depends on it, so a pass-through for a missing SNI costs no header lookup.
+    /// Decides one request on a TLS connection; see [`Policy::judge`].
     pub fn decide<A, F>(&self, sni: Option<&[u8]>, authority: F) -> Verdict
     where
         A: AsRef<[u8]>,
         F: FnOnce() -> Option<A>,
     {
+        self.judge(sni, Tls, authority).verdict
+    }
+
+    /// Judges one request. `sni` is the connection's server name (`None` or empty when the
+    /// client sent none); `connection` is asked whether it is TLS only for a request without
+    /// SNI under `missing_sni: reject`; `authority` fetches the request's `:authority` and is
+    /// only called when the answer depends on it, so a pass-through for a missing SNI costs no
+    /// header lookup.
+    ///
+    /// The mode is the one of the listener the request's host belongs to: that listener's
+    /// clients are the ones that get the 421 and must retry. A request whose authority is no
+    /// valid name has no such listener and takes the SNI's listener's mode.
+    pub fn judge<A, F, C>(&self, sni: Option<&[u8]>, mut connection: C, authority: F) -> Decision
+    where
+        A: AsRef<[u8]>,
+        F: FnOnce() -> Option<A>,
+        C: Connection,
+    {
         let sni = sni.filter(|s| !s.is_empty());
-        if sni.is_none() && self.missing_sni == MissingSni::Allow {
-            return Verdict::Pass(Pass::NoSni);
+        let decision = |verdict, listener: Option<ListenerId>| Decision {
+            verdict,
+            mode: self.mode_of(listener),
+        };
+        if sni.is_none() {
+            if self.missing_sni == MissingSni::Allow {
+                return decision(Verdict::Pass(Pass::NoSni), None);
+            }
+            if !connection.is_tls() {
+                return decision(Verdict::Pass(Pass::NoSni), None);
+            }
         }
         let host = authority().and_then(|a| Name::from_authority(a.as_ref()).ok());
-        let Some(host) = host else {
-            return Verdict::Misdirected(Reason::InvalidAuthority);
-        };
         match &self.scope {
-            Scope::Strict => match sni {
-                None => Verdict::Misdirected(Reason::MissingSni),
-                Some(sni) => match Name::from_sni(sni) {
-                    Ok(sni) if sni == host => Verdict::Pass(Pass::SameListener),
-                    _ => Verdict::Misdirected(Reason::ListenerMismatch),
-                },
-            },
+            Scope::Strict => {
+                let verdict = match (host, sni) {
+                    (None, _) => Verdict::Misdirected(Reason::InvalidAuthority),
+                    (Some(_), None) => Verdict::Misdirected(Reason::MissingSni),
+                    (Some(host), Some(sni)) => match Name::from_sni(sni) {
+                        Ok(sni) if sni == host => Verdict::Pass(Pass::SameListener),
+                        _ => Verdict::Misdirected(Reason::ListenerMismatch),
+                    },
+                };
+                decision(verdict, None)
+            }
             Scope::Listeners(set) => {
+                let sni_listener = || {
+                    sni.and_then(|s| Name::from_sni(s).ok())
+                        .and_then(|n| set.listener_of(&n))
+                };
+                let Some(host) = host else {
+                    return decision(
+                        Verdict::Misdirected(Reason::InvalidAuthority),
+                        sni_listener(),
+                    );
+                };
                 let Some(host_listener) = set.listener_of(&host) else {
-                    return Verdict::Pass(Pass::UnknownHost);
+                    return decision(Verdict::Pass(Pass::UnknownHost), None);
                 };
-                let Some(sni) = sni else {
-                    return Verdict::Misdirected(Reason::MissingSni);
-                };
-                let sni_listener = Name::from_sni(sni).ok().and_then(|n| set.listener_of(&n));
-                if sni_listener == Some(host_listener) {
+                let verdict = if sni.is_none() {
+                    Verdict::Misdirected(Reason::MissingSni)
+                } else if sni_listener() == Some(host_listener) {
                     Verdict::Pass(Pass::SameListener)
                 } else {
                     Verdict::Misdirected(Reason::ListenerMismatch)
-                }
+                };
+                decision(verdict, Some(host_listener))
             }
         }
+    }
+
+    /// The mode that applies to a request judged for `listener` (`None`: the top-level mode).
+    pub fn mode_of(&self, listener: Option<ListenerId>) -> Mode {
+        listener
+            .and_then(|l| usize::try_from(l.0).ok())
+            .and_then(|i| self.listener_modes.get(i).copied().flatten())
+            .unwrap_or(self.mode)
     }
 }
 
@@ -361,6 +492,96 @@ mod tests {
         assert_eq!(
             decide(&p, Some("a.example.com"), Some("b.example.com")),
             MISMATCH
+        );
+    }
+
+    #[test]
+    fn missing_sni_reject_applies_to_tls_only_and_asks_only_without_sni() {
+        let mut p = listeners(&[&["a.example.com"], &["b.example.com"]]);
+        p.missing_sni = MissingSni::Reject;
+        let plaintext = || false;
+        let judge = |p: &Policy, sni: Option<&str>, tls: bool, host: &str| {
+            p.judge(sni.map(str::as_bytes), || tls, || Some(host))
+                .verdict
+        };
+        assert_eq!(
+            judge(&p, None, false, "a.example.com"),
+            Verdict::Pass(Pass::NoSni)
+        );
+        assert_eq!(
+            judge(&p, None, true, "a.example.com"),
+            Verdict::Misdirected(Reason::MissingSni)
+        );
+        // With an SNI the transport is never asked; nor without one under `allow`.
+        let never = || -> bool { panic!("transport read") };
+        let d = p.judge(Some(b"a.example.com"), never, || Some("b.example.com"));
+        assert_eq!(d.verdict, MISMATCH);
+        p.missing_sni = MissingSni::Allow;
+        let d = p.judge(None, never, || -> Option<&str> { panic!("authority read") });
+        assert_eq!(d.verdict, Verdict::Pass(Pass::NoSni));
+        // Plaintext under `reject` does not read the authority either.
+        p.missing_sni = MissingSni::Reject;
+        let d = p.judge(None, plaintext, || -> Option<&str> { panic!("authority read") });
+        assert_eq!(d.outcome(), Outcome::Pass);
+    }
+
+    #[test]
+    fn per_listener_mode_follows_the_host_listener() {
+        let mut p = listeners(&[&["a.example.com"], &["b.example.com"], &["c.example.com"]]);
+        p.mode = Mode::DryRun;
+        p.listener_modes = vec![Some(Mode::Enforce), Some(Mode::Off), None];
+        let outcome = |sni: &str, host: &str| {
+            p.judge(Some(sni.as_bytes()), Tls, || Some(host)).outcome()
+        };
+        use Reason::*;
+        // b.example.com's clients do not retry on 421: their listener is off.
+        assert_eq!(outcome("a.example.com", "b.example.com"), Outcome::Pass);
+        assert_eq!(
+            outcome("b.example.com", "a.example.com"),
+            Outcome::Reply(ListenerMismatch)
+        );
+        // c has no mode of its own: the top-level dry run.
+        assert_eq!(
+            outcome("a.example.com", "c.example.com"),
+            Outcome::Observe(ListenerMismatch)
+        );
+        // An invalid authority has no listener: the SNI's listener decides, else the top level.
+        assert_eq!(
+            outcome("a.example.com", "a.example.com,b"),
+            Outcome::Reply(InvalidAuthority)
+        );
+        assert_eq!(outcome("b.example.com", "x@a.example.com"), Outcome::Pass);
+        assert_eq!(
+            outcome("z.example.com", "a b"),
+            Outcome::Observe(InvalidAuthority)
+        );
+        // The verdict itself does not depend on the mode.
+        let d = p.judge(Some(b"a.example.com"), Tls, || Some("b.example.com"));
+        assert_eq!((d.verdict, d.mode), (MISMATCH, Mode::Off));
+    }
+
+    #[test]
+    fn outcomes_and_their_log_values() {
+        let d = |verdict, mode| Decision { verdict, mode }.outcome();
+        assert_eq!(d(SAME, Mode::Enforce), Outcome::Pass);
+        assert_eq!(d(MISMATCH, Mode::Off), Outcome::Pass);
+        assert_eq!(Outcome::Pass.log_value(), None);
+        assert_eq!(
+            d(MISMATCH, Mode::Enforce).log_value(),
+            Some("misdirected:listener_mismatch")
+        );
+        assert_eq!(
+            d(Verdict::Misdirected(Reason::MissingSni), Mode::DryRun).log_value(),
+            Some("would_misdirect:missing_sni")
+        );
+        let invalid = Verdict::Misdirected(Reason::InvalidAuthority);
+        assert_eq!(
+            d(invalid, Mode::Enforce).log_value(),
+            Some("rejected:invalid_authority")
+        );
+        assert_eq!(
+            d(invalid, Mode::DryRun).log_value(),
+            Some("would_reject:invalid_authority")
         );
     }
 
