@@ -82,17 +82,16 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, ConfigError> {
 
 /// Validates a parsed document and builds the lookup structures.
 pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
-    let mode = match raw.mode.as_deref() {
-        None => Mode::Enforce,
-        Some("off") => {
-            return Err(error(
+    let mode =
+        match raw.mode.as_deref() {
+            None => Mode::Enforce,
+            Some("off") => return Err(error(
                 "mode",
                 "`off` is only allowed per listener (`listeners[].mode`); to turn sni-guard off \
                  everywhere, remove the filter",
-            ))
-        }
-        Some(m) => compile_mode(m, "mode", &[Mode::Enforce, Mode::DryRun])?,
-    };
+            )),
+            Some(m) => compile_mode(m, "mode", &[Mode::Enforce, Mode::DryRun])?,
+        };
     let missing_sni = match raw.missing_sni.as_deref() {
         None | Some("allow") => MissingSni::Allow,
         Some("reject") => MissingSni::Reject,
@@ -150,7 +149,10 @@ fn compile_mode(value: &str, field: &str, allowed: &[Mode]) -> Result<Mode, Conf
             } else {
                 format!("{} or {last}", names.join(", "))
             };
-            error(field, format!("unknown mode `{value}`, expected {expected}"))
+            error(
+                field,
+                format!("unknown mode `{value}`, expected {expected}"),
+            )
         })
 }
 
@@ -368,7 +370,11 @@ mod tests {
                 "unknown field `host`",
             ),
             (r#"{"listeners": []}"#, "listeners", "an empty list"),
-            (r#"{"listeners": [{}]}"#, "listeners", "catch-all as the only"),
+            (
+                r#"{"listeners": [{}]}"#,
+                "listeners",
+                "catch-all as the only",
+            ),
             (
                 r#"{"listeners": [{"name": "all", "hostnames": ["*"]}]}"#,
                 "listeners",

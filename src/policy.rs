@@ -521,7 +521,9 @@ mod tests {
         assert_eq!(d.verdict, Verdict::Pass(Pass::NoSni));
         // Plaintext under `reject` does not read the authority either.
         p.missing_sni = MissingSni::Reject;
-        let d = p.judge(None, plaintext, || -> Option<&str> { panic!("authority read") });
+        let d = p.judge(None, plaintext, || -> Option<&str> {
+            panic!("authority read")
+        });
         assert_eq!(d.outcome(), Outcome::Pass);
     }
 
@@ -530,9 +532,8 @@ mod tests {
         let mut p = listeners(&[&["a.example.com"], &["b.example.com"], &["c.example.com"]]);
         p.mode = Mode::DryRun;
         p.listener_modes = vec![Some(Mode::Enforce), Some(Mode::Off), None];
-        let outcome = |sni: &str, host: &str| {
-            p.judge(Some(sni.as_bytes()), Tls, || Some(host)).outcome()
-        };
+        let outcome =
+            |sni: &str, host: &str| p.judge(Some(sni.as_bytes()), Tls, || Some(host)).outcome();
         use Reason::*;
         // b.example.com's clients do not retry on 421: their listener is off.
         assert_eq!(outcome("a.example.com", "b.example.com"), Outcome::Pass);
