@@ -1,6 +1,7 @@
 """Hostile `:authority` / `Host` spellings on a connection opened for a.example.com, strict scope,
 enforce mode. Each case states the answer: 200 (sni-guard passes, the route answers), 404
-`route_not_found` (sni-guard passes, Envoy's router has no such virtual host), 421 with the
+`route_not_found` (sni-guard passes, Envoy's router has no such virtual host), 421 (a name of
+another host) or 400 `invalid_authority` (no valid `host[:port]`) with the
 reason counted, or Envoy's own refusal before any filter runs (status, flags, details)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ MISMATCH, INVALID = "listener_mismatch", "invalid_authority"
 LONG_LABEL = "a" * 4096
 LONG_NAME = "x." * 2042 + A  # 4097 bytes of well-formed labels ending in the SNI's name
 
-# (id, authority, status, access log details, reason counted for a 421)
+# (id, authority, status, access log details, reason counted for a 421 or 400)
 AUTHORITY_CASES = [
     ("mixed-case", "A.ExAmPlE.cOm", 200, "direct_response", None),
     ("mixed-case-port", "A.EXAMPLE.COM:443", 200, "direct_response", None),
@@ -27,31 +28,31 @@ AUTHORITY_CASES = [
     ("other-trailing-dot", "b.example.com.", 421, "misdirected_request", MISMATCH),
     ("apex", "example.com", 421, "misdirected_request", MISMATCH),
     ("suffix-trick", "a.example.com.b.example.com", 421, "misdirected_request", MISMATCH),
-    ("empty-port", "a.example.com:", 421, "misdirected_request", INVALID),
-    ("port-abc", "a.example.com:abc", 421, "misdirected_request", INVALID),
-    ("port-twice", "a.example.com:443:443", 421, "misdirected_request", INVALID),
-    ("port-too-big", "a.example.com:65536", 421, "misdirected_request", INVALID),
+    ("empty-port", "a.example.com:", 400, "invalid_authority", INVALID),
+    ("port-abc", "a.example.com:abc", 400, "invalid_authority", INVALID),
+    ("port-twice", "a.example.com:443:443", 400, "invalid_authority", INVALID),
+    ("port-too-big", "a.example.com:65536", 400, "invalid_authority", INVALID),
     ("ipv6-literal", "[::1]", 421, "misdirected_request", MISMATCH),
     ("ipv6-literal-port", "[::1]:443", 421, "misdirected_request", MISMATCH),
-    ("ipv6-unbracketed", "::1", 421, "misdirected_request", INVALID),
-    ("ipv6-zone", "[fe80::1%25eth0]:443", 421, "misdirected_request", INVALID),
-    ("percent-dots", "a%2eexample%2ecom", 421, "misdirected_request", INVALID),
-    ("percent-letter", "%61.example.com", 421, "misdirected_request", INVALID),
-    ("host-4k-label", LONG_LABEL, 421, "misdirected_request", INVALID),
-    ("host-4k-name", LONG_NAME, 421, "misdirected_request", INVALID),
+    ("ipv6-unbracketed", "::1", 400, "invalid_authority", INVALID),
+    ("ipv6-zone", "[fe80::1%25eth0]:443", 400, "invalid_authority", INVALID),
+    ("percent-dots", "a%2eexample%2ecom", 400, "invalid_authority", INVALID),
+    ("percent-letter", "%61.example.com", 400, "invalid_authority", INVALID),
+    ("host-4k-label", LONG_LABEL, 400, "invalid_authority", INVALID),
+    ("host-4k-name", LONG_NAME, 400, "invalid_authority", INVALID),
     ("punycode", "xn--bcher-kva.example.com", 421, "misdirected_request", MISMATCH),
-    ("list", "a.example.com,b.example.com", 421, "misdirected_request", INVALID),
-    ("wildcard-text", "*.example.com", 421, "misdirected_request", INVALID),
-    ("double-dot", "a..example.com", 421, "misdirected_request", INVALID),
+    ("list", "a.example.com,b.example.com", 400, "invalid_authority", INVALID),
+    ("wildcard-text", "*.example.com", 400, "invalid_authority", INVALID),
+    ("double-dot", "a..example.com", 400, "invalid_authority", INVALID),
 ]
 
 # Userinfo and non-ASCII bytes are refused by Envoy's codecs before sni-guard runs; over HTTP/1.1
 # userinfo reaches the filter, which refuses it.
 H1_ONLY_CASES = [
-    ("userinfo", "user@a.example.com", 421, "misdirected_request", INVALID),
-    ("userinfo-other", "b.example.com@a.example.com", 421, "misdirected_request", INVALID),
-    ("userinfo-port", "a.example.com:443@b.example.com", 421, "misdirected_request", INVALID),
-    ("empty", "", 421, "misdirected_request", INVALID),
+    ("userinfo", "user@a.example.com", 400, "invalid_authority", INVALID),
+    ("userinfo-other", "b.example.com@a.example.com", 400, "invalid_authority", INVALID),
+    ("userinfo-port", "a.example.com:443@b.example.com", 400, "invalid_authority", INVALID),
+    ("empty", "", 400, "invalid_authority", INVALID),
 ]
 
 

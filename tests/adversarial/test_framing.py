@@ -26,11 +26,11 @@ def h1(envoy, path: str, head: bytes) -> tuple[int, str]:
 #  reason counted)
 H1_CASES = [
     ("two-hosts", b"GET {p} HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n"
-     b"Connection: close\r\n", 421, "a.example.com,b.example.com", "misdirected_request",
+     b"Connection: close\r\n", 400, "a.example.com,b.example.com", "invalid_authority",
      "invalid_authority"),
     # Even twice the right name: Envoy joins the two values with a comma, never a valid host.
     ("two-same-hosts", b"GET {p} HTTP/1.1\r\nHost: a.example.com\r\nHost: a.example.com\r\n"
-     b"Connection: close\r\n", 421, "a.example.com,a.example.com", "misdirected_request",
+     b"Connection: close\r\n", 400, "a.example.com,a.example.com", "invalid_authority",
      "invalid_authority"),
     # Absolute form: the target's host replaces Host (RFC 9112 §3.2.2), for the router and for
     # sni-guard alike.

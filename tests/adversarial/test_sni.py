@@ -60,7 +60,7 @@ GROUP_CASES = [
      "listener_mismatch"),
     # A host of no listener passes: Envoy's routing answers (the chain has no such route).
     ("unknown-host", A, "unknown.test", 404, "route_not_found", None),
-    ("invalid-host", A, "a.example.com:443:443", 421, "misdirected_request",
+    ("invalid-host", A, "a.example.com:443:443", 400, "invalid_authority",
      "invalid_authority"),
     ("sni-trailing-dot", "a.example.com.", A, 421, "misdirected_request", "listener_mismatch"),
     ("no-sni-known-host", None, A, 421, "misdirected_request", "missing_sni"),
@@ -68,7 +68,7 @@ GROUP_CASES = [
      "missing_sni"),
     ("no-sni-unknown-host", None, "unknown.test", 200, "direct_response", None),
     ("no-sni-ip", None, "127.0.0.1", 200, "direct_response", None),
-    ("no-sni-invalid-host", None, "a.example.com:abc", 421, "misdirected_request",
+    ("no-sni-invalid-host", None, "a.example.com:abc", 400, "invalid_authority",
      "invalid_authority"),
 ]
 

@@ -15,6 +15,12 @@ CASES = [
     ('{"protocols": ["HTTP/9"]}', "field `protocols[0]`: unknown protocol `HTTP/9`"),
     ('{"missing_sni": "deny"}', "field `missing_sni`"),
     ("not json", "field `.`"),
+    # Configurations that would look like protection and be none.
+    ('{"listeners": []}', "field `listeners`: an empty list turns the check off"),
+    ('{"mode": "dry_run", "listeners": [{"name": "all"}]}',
+     "field `listeners`: a catch-all as the only listener"),
+    ('{"listeners": [{"hostnames": ["a.com"], "mode": "audit"}]}',
+     "field `listeners[0].mode`: unknown mode `audit`"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""Port, case, trailing dot and IPv6 literals: only real mismatches get a 421."""
+"""Port, case, trailing dot and IPv6 literals: only real mismatches get a 421; authorities that are
+no valid `host[:port]` get 400."""
 
 import pytest
 
@@ -66,7 +67,8 @@ def test_malformed_authorities_never_match(guarded, authority):
     before = guarded.counter(series)
     with H2Connection(port, sni=A) as conn:
         resp = conn.request(authority)
-    assert resp.status == 421, authority
+    # RFC 9112 §3.2: an invalid Host is a client error, 400; a retry elsewhere cannot help.
+    assert resp.status == 400, authority
     assert guarded.wait_counter(series, before + 1) == before + 1
 
 
@@ -103,7 +105,7 @@ def test_ipv6_literal_over_ipv6_loopback(guarded):
 def test_userinfo_is_refused_by_envoy_over_h2_and_by_the_filter_over_h1(guarded):
     # Over HTTP/2, Envoy's codec itself rejects an :authority with userinfo before any filter
     # runs (access log: DPE, http2.invalid.header.field) and drops the connection. Over HTTP/1.1
-    # the Host header reaches sni-guard, which refuses it as not a host[:port].
+    # the Host header reaches sni-guard, which answers 400: not a host[:port].
     port = guarded.listener_port()
     dpe = ("flags=DPE", "http2.invalid.header.field")
     dpe_before = len(guarded.wait_access_log(*dpe, count=0))
@@ -112,4 +114,4 @@ def test_userinfo_is_refused_by_envoy_over_h2_and_by_the_filter_over_h1(guarded)
             conn.request("user@a.example.com")
     assert len(guarded.wait_access_log(*dpe, count=dpe_before + 1)) == dpe_before + 1
     resp = h1_get(port, A, "user@a.example.com")
-    assert resp.status == 421
+    assert resp.status == 400
