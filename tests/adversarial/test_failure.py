@@ -82,4 +82,5 @@ def test_runtime_crash_under_each_policy(tmp_path, policy):
                 assert len(line) == 1
                 got.append((status, line[0].rsplit("details=", 1)[1].strip()))
         assert got == RUNTIME[policy]
-        assert "Function: proxy_on_request_headers failed: Uncaught RuntimeError" in envoy.log()
+        # Envoy writes its log asynchronously: wait for the line rather than read once.
+        assert envoy.wait_log("Function: proxy_on_request_headers failed: Uncaught RuntimeError")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,7 @@ def send_dry_run_traffic(envoy: Envoy) -> int:
 
 @pytest.fixture(scope="module")
 def stack():
+    started = time.time()
     dry_config = set_plugin_config(load_demo(), '{"mode": "dry_run"}')
     with Envoy(load_demo()) as enforce, Envoy(dry_config) as dry:
         targets = [
@@ -80,11 +82,11 @@ def stack():
             assert enforce.wait_counter("sni_guard_requests_checked", checked[ENFORCE]) \
                 == checked[ENFORCE]
             assert dry.wait_counter("sni_guard_requests_checked", checked[DRY]) == checked[DRY]
-            yield prom, checked
+            yield prom, checked, started
 
 
 def test_targets_are_up_with_the_gateway_labels(stack):
-    prom, _ = stack
+    prom, *_ = stack
     up = {r["metric"]["pod"]: r["value"][1] for r in prom.query('up{job="envoy-stats"}')}
     assert up == {ENFORCE: "1", DRY: "1"}
 
@@ -103,14 +105,14 @@ def test_targets_are_up_with_the_gateway_labels(stack):
     ('sni_guard_response_flag{flag="NR"}', DRY, MISMATCHED_H2),
 ])
 def test_exact_counter_values_through_prometheus(stack, series, pod, want):
-    prom, _ = stack
+    prom, *_ = stack
     name, _, labels = series.partition("{")
     promql = f"sum({name}{sel(pod, labels.rstrip('}'))})"
     assert prom.wait_value(promql, want) == want
 
 
 def test_requests_checked_and_zeros_through_prometheus(stack):
-    prom, checked = stack
+    prom, checked, _ = stack
     for pod in (ENFORCE, DRY):
         promql = f"sni_guard_requests_checked{sel(pod)}"
         assert prom.wait_value(promql, checked[pod]) == checked[pod]
@@ -139,9 +141,17 @@ def dashboard_exprs() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in panels(dash["panels"]) for t in p.get("targets", [])]
 
 
-def concrete(expr: str) -> str:
-    """Grafana's built-in variables as concrete ranges, dashboard variables as match-all."""
-    expr = expr.replace("$__rate_interval", "1m").replace("$__range", "5m") \
+def lookback(started: float) -> str:
+    """A range that reaches back to before the fixture's first scrape, however long the suite
+    has run: rates and increases over it always span the traffic and the sample before it (a
+    fixed `1m` would lose the traffic on a slow machine)."""
+    return f"{int(time.time() - started) + 30}s"
+
+
+def concrete(expr: str, window: str = "1m") -> str:
+    """Grafana's built-in variables as concrete ranges (`window` for `$__rate_interval` and
+    `$__range`), dashboard variables as match-all."""
+    expr = expr.replace("$__rate_interval", window).replace("$__range", window) \
         .replace("$__interval", "1s")
     expr = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", ".*", expr)
     assert "$" not in expr, expr
@@ -156,8 +166,8 @@ def test_dashboard_has_queries():
 @pytest.mark.parametrize("title, expr", dashboard_exprs(),
                          ids=[f"{i}-{t}" for i, (t, _) in enumerate(dashboard_exprs())])
 def test_every_dashboard_panel_has_data(stack, title, expr):
-    prom, _ = stack
-    promql = concrete(expr)
+    prom, _, started = stack
+    promql = concrete(expr, lookback(started))
     # Every query returns series, and at least one of them is a real non-zero figure: the
     # traffic above touches every panel (421s, would-be 421s, flags, requests without SNI).
     result = prom.wait(
@@ -168,7 +178,7 @@ def test_every_dashboard_panel_has_data(stack, title, expr):
 
 
 def test_dashboard_variables_find_the_gateways(stack):
-    prom, _ = stack
+    prom, *_ = stack
     dash = json.loads(DASHBOARD.read_text())
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     for name, want in (("namespace", [NAMESPACE]), ("pod", sorted([ENFORCE, DRY]))):
@@ -182,7 +192,7 @@ def test_dashboard_variables_find_the_gateways(stack):
 # -- the alerting rules ----------------------------------------------------------------------
 
 def test_rules_are_loaded_and_evaluate_without_error(stack):
-    prom, _ = stack
+    prom, *_ = stack
 
     def evaluated():
         rules = [r for g in prom.api("/api/v1/rules")["groups"] for r in g["rules"]]
@@ -199,7 +209,7 @@ def test_the_traffic_puts_exactly_the_expected_alerts_in_pending(stack):
     """21 421s in a few seconds are over 0.05/s on the 5-minute rate and 2% of the requests;
     20 would-be 421s over 1/min on the 10-minute rate; in dry run the same 20 requests end as
     NR. One UF is below the 0.05/s minimum; the rising alert has no 6h history."""
-    prom, _ = stack
+    prom, *_ = stack
     want = {
         ("SniGuardMisdirectedShareHigh", ENFORCE, None),
         ("SniGuardDryRunWouldMisdirect", DRY, "listener_mismatch"),
