@@ -10,10 +10,22 @@ for an IP address; `-H ':authority: ...'` sets the authority (Host for --h1). Af
 h2load's status classes must be exactly the expected ones, sni-guard's counters must equal the
 requests sent per class, and Envoy's RSS is sampled. At the end the RSS after the first round
 (warm-up) is compared with the last. SOAK_REQUESTS (total, default 2,400,000) and SOAK_ROUNDS
-(default 6) size the run. Exit status 0 only if every check held."""
+(default 6) size the run, for each configuration.
+
+The run is repeated with two sni-guard configurations in one VM (SOAK_CONFIGS, default
+`demo,shared-vm`): the demo's gateway-b chain carries its own configuration (dry run) under the
+same `vm_id`, so every worker's VM holds two root contexts and each request must be mapped to its
+chain's. One class more then, on that chain:
+
+  dryrun-h2                  SNI b.example.com, :authority a.example.com           -> 404
+                             (counted as a would-be 421, answered by routing)
+
+Exit status 0 only if every check held."""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import subprocess
@@ -23,9 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.envoy import Envoy, _walk, load_demo  # noqa: E402
+from harness.envoy import Envoy, _walk, load_demo, wasm_filters  # noqa: E402
 
 TOTAL = int(os.environ.get("SOAK_REQUESTS", "2400000"))
+CONFIGS = os.environ.get("SOAK_CONFIGS", "demo,shared-vm").split(",")
 ROUNDS = int(os.environ.get("SOAK_ROUNDS", "6"))
 # RSS may grow this much after warm-up (allocator noise, stats), no more.
 RSS_SLACK_KB = int(os.environ.get("SOAK_RSS_SLACK_KB", "8192"))
@@ -39,21 +52,32 @@ CLASSES = {
     "mismatch-h1": (True, "a.example.com", "b.example.com", "4xx"),
     "nosni-h1": (True, "127.0.0.1", None, "2xx"),
 }
+SHARED_VM_CLASSES = {**CLASSES, "dryrun-h2": (False, "b.example.com", "a.example.com", "4xx")}
 
 STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 DONE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                   r"(\d+) failed, (\d+) errored, (\d+) timeout")
 
 
-def soak_config() -> dict:
+def soak_config(name: str) -> dict:
     config = load_demo()
     for d in _walk(config):
         d.pop("access_log", None)
+    if name == "shared-vm":
+        # The chains share one filter list (a YAML anchor): give gateway-b its own copy.
+        chain = next(c for c in config["static_resources"]["listeners"][0]["filter_chains"]
+                     if c["name"] == "gateway-b")
+        hcm = chain["filters"][0]["typed_config"]
+        hcm["http_filters"] = copy.deepcopy(hcm["http_filters"])
+        guard = wasm_filters(chain)[0]["typed_config"]["config"]
+        guard["configuration"]["value"] = json.dumps({"mode": "dry_run"})
+        vm_ids = {f["typed_config"]["config"]["vm_config"]["vm_id"] for f in wasm_filters(config)}
+        assert len(vm_ids) == 1, vm_ids
     return config
 
 
 def h2load(port: int, cls: str, n: int) -> dict[str, int]:
-    h1, host, authority, _ = CLASSES[cls]
+    h1, host, authority, _ = SHARED_VM_CLASSES[cls]
     cmd = ["nice", "-n", "10", "h2load", "-n", str(n), "-c", "4", f"--connect-to=127.0.0.1:{port}"]
     cmd += ["--h1"] if h1 else ["-m", "16"]
     if authority:
@@ -74,30 +98,30 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def main() -> int:
-    per = TOTAL // (ROUNDS * len(CLASSES))
-    sent = {c: 0 for c in CLASSES}
+def soak(name: str) -> list[str]:
+    """One soak run of configuration `name`; the failures."""
+    classes = SHARED_VM_CLASSES if name == "shared-vm" else CLASSES
+    per = TOTAL // (ROUNDS * len(classes))
+    sent = {c: 0 for c in classes}
     failures: list[str] = []
     rss: list[int] = []
     started = time.monotonic()
-    with Envoy(soak_config()) as envoy:
+    with Envoy(soak_config(name)) as envoy:
         port, pid = envoy.listener_port(), envoy.proc.pid
-        print(f"soak: {ROUNDS} rounds x {len(CLASSES)} classes x {per} requests, "
+        print(f"soak {name}: {ROUNDS} rounds x {len(classes)} classes x {per} requests, "
               f"Envoy pid {pid} --concurrency 2, RSS at start {rss_kb(pid)} kB")
         for r in range(ROUNDS):
             t0 = time.monotonic()
-            for cls in CLASSES:
+            for cls in classes:
                 got = h2load(port, cls, per)
-                want = CLASSES[cls][3]
+                want = classes[cls][3]
                 sent[cls] += per
                 bad = {k: v for k, v in got.items()
                        if (k == want and v != per) or (k != want and k != "done" and v)}
                 if got["done"] != per or bad:
                     failures.append(f"round {r} {cls}: {got}")
             # Counters: sni-guard batches requests_checked on a 1 s tick.
-            with_sni = sum(sent[c] for c in CLASSES if not c.startswith("nosni"))
-            envoy.wait_counter("sni_guard_requests_checked", with_sni + sum(
-                sent[c] for c in CLASSES if c.startswith("nosni")), timeout=5)
+            envoy.wait_counter("sni_guard_requests_checked", sum(sent.values()), timeout=5)
             prom = envoy.prometheus()
             expect = {
                 "sni_guard_requests_checked": sum(sent.values()),
@@ -107,6 +131,9 @@ def main() -> int:
                 'sni_guard_misdirected{reason="listener_mismatch",protocol="http1"}':
                     sent["mismatch-h1"],
             }
+            if "dryrun-h2" in sent:
+                expect['sni_guard_would_misdirect{reason="listener_mismatch",protocol="http2"}'] \
+                    = sent["dryrun-h2"]
             for key, value in expect.items():
                 if prom.get(key, 0) != value:
                     failures.append(f"round {r}: {key} = {prom.get(key, 0)}, expected {value}")
@@ -116,17 +143,22 @@ def main() -> int:
             if others:
                 failures.append(f"round {r}: unexpected 421 counters {others}")
             rss.append(rss_kb(pid))
-            print(f"round {r}: {per * len(CLASSES)} requests in {time.monotonic() - t0:.1f} s, "
+            print(f"round {r}: {per * len(classes)} requests in {time.monotonic() - t0:.1f} s, "
                   f"RSS {rss[-1]} kB, counters {'ok' if not failures else 'MISMATCH'}",
                   flush=True)
     total = sum(sent.values())
     elapsed = time.monotonic() - started
     growth = rss[-1] - rss[0]
-    print(f"soak: {total} requests in {elapsed:.0f} s ({total / elapsed:.0f}/s); "
+    print(f"soak {name}: {total} requests in {elapsed:.0f} s ({total / elapsed:.0f}/s); "
           f"RSS after warm-up {rss[0]} kB, at the end {rss[-1]} kB ({growth:+d} kB), "
           f"max {max(rss)} kB")
     if growth > RSS_SLACK_KB:
         failures.append(f"RSS grew {growth} kB after warm-up (slack {RSS_SLACK_KB} kB)")
+    return [f"{name}: {f}" for f in failures]
+
+
+def main() -> int:
+    failures = [f for name in CONFIGS for f in soak(name)]
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0
