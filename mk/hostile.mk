@@ -19,7 +19,9 @@ EXTRA_TESTS += test-adversarial fuzz-short deny
 
 .PHONY: test-adversarial fuzz-short fuzz fuzz-deps deny deny-advisories deny-deps test-matrix soak
 
+# The live-update test drives its load with h2load.
 test-adversarial: deps wasm certs
+	@scripts/apt-install.sh nghttp2-client
 	$(PY) -m pytest tests/adversarial -q -p no:cacheprovider
 
 fuzz-deps:
