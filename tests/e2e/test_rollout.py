@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 
 import pytest
 
-from harness.clients import H2Connection, h1_get
+from harness.clients import H2Connection, h1_get, h1_plaintext_get
 from harness.envoy import Envoy, load_demo, set_plugin_config
 from harness.gateway import gateway_config
 
@@ -98,18 +97,6 @@ def with_plaintext_listener(plugin: dict) -> dict:
     return config
 
 
-def plaintext_get(port: int, host: str, path: str) -> int:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        head = b""
-        while b"\r\n" not in head:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    return int(head.split()[1])
-
-
 @pytest.mark.parametrize("scope", ["strict", "listeners"])
 def test_missing_sni_reject_spares_plaintext_listeners(scope):
     plugin = {"missing_sni": "reject"}
@@ -118,7 +105,7 @@ def test_missing_sni_reject_spares_plaintext_listeners(scope):
     with Envoy(with_plaintext_listener(plugin)) as envoy:
         tls, plain = envoy.listener_port(0), envoy.listener_port(1)
         # Plaintext (health checks, port-80 redirects): no TLS, so no SNI to miss.
-        assert plaintext_get(plain, A, "/plain") == 200
+        assert h1_plaintext_get(plain, A, "/plain").status == 200
         line = envoy.wait_access_log("path=/plain ")
         assert len(line) == 1 and "chain=plaintext" in line[0], line
         # TLS without SNI: refused as configured.

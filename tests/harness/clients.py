@@ -135,39 +135,53 @@ class H2Connection:
         self.close()
 
 
+def read_h1_response(s: socket.socket) -> Response:
+    """Reads one HTTP/1.1 response from `s` (body by content-length, else up to the first
+    read's end)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    if not lines or not lines[0].startswith("HTTP/"):
+        return Response(status=0, body=buf)
+    status = int(lines[0].split()[1])
+    headers = []
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers.append((k.strip().lower(), v.strip()))
+    resp = Response(status=status, headers=headers)
+    length = resp.header("content-length")
+    if length is not None:
+        while len(rest) < int(length):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        resp.body = rest[: int(length)]
+    else:
+        resp.body = rest
+    return resp
+
+
 def h1_exchange(port: int, sni: str | None, raw_request: bytes, host: str = "127.0.0.1"
                 ) -> Response:
     """Sends `raw_request` verbatim over a fresh TLS connection (ALPN http/1.1) and parses the
     first response. The request should carry `Connection: close` or a body-less method."""
     with tls_socket(port, sni, ["http/1.1"], host=host) as s:
         s.sendall(raw_request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode(errors="replace").split("\r\n")
-        if not lines or not lines[0].startswith("HTTP/"):
-            return Response(status=0, body=buf)
-        status = int(lines[0].split()[1])
-        headers = []
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers.append((k.strip().lower(), v.strip()))
-        resp = Response(status=status, headers=headers)
-        length = resp.header("content-length")
-        if length is not None:
-            while len(rest) < int(length):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                rest += chunk
-            resp.body = rest[: int(length)]
-        else:
-            resp.body = rest
-        return resp
+        return read_h1_response(s)
+
+
+def h1_plaintext_get(port: int, host_header: str, path: str = "/") -> Response:
+    """One HTTP/1.1 GET over plain TCP (no TLS, so no SNI): a port-80 listener's traffic."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"
+                  .encode())
+        return read_h1_response(s)
 
 
 def h1_get(port: int, sni: str | None, host_header: str, path: str = "/") -> Response:
