@@ -47,7 +47,10 @@ fuzz: fuzz-deps
 deny-deps:
 	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
 
+# `cargo fetch` first: cargo-deny reads the whole lock file, crates of other platforms
+# (windows-sys, r-efi, ...) included, which a build on this platform never downloads.
 deny: deny-deps
+	cargo fetch --locked
 	cargo deny --offline check licenses bans sources
 
 deny-advisories: deny-deps

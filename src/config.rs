@@ -2,7 +2,6 @@
 //! field and the reason. Nothing is half-applied: either the whole configuration compiles or the
 //! filter refuses it (and Envoy with it).
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::Deserialize;
@@ -207,7 +206,7 @@ fn compile_protocols(list: &[String]) -> Result<Protocols, ConfigError> {
 
 fn compile_listeners(listeners: &[RawListener]) -> Result<ListenerSet, ConfigError> {
     let mut set = ListenerSet::new();
-    let mut names = HashSet::new();
+    let mut names = rustc_hash::FxHashSet::default();
     for (i, listener) in listeners.iter().enumerate() {
         let id =
             ListenerId(u32::try_from(i).map_err(|_| error("listeners", "too many listeners"))?);

@@ -1,42 +1,86 @@
-//! The Envoy glue: fetch the SNI and the authority, let [`Policy::decide`] judge, act on the
-//! verdict, count. Everything that can be decided without Envoy is decided in the host-agnostic
-//! modules; this one is about doing the Envoy side cheaply (see bench/RESULTS.md for the
-//! measurements behind each choice).
+//! The Envoy glue, on the proxy-wasm Rust SDK: a root context per plugin configuration, an HTTP
+//! context per request. It fetches the SNI and the authority, lets [`Policy::decide`] judge, acts
+//! on the verdict and counts; everything that can be decided without Envoy is decided in the
+//! host-agnostic modules.
 //!
-//! A request that passes costs, besides the VM entries themselves (context creation, request
-//! headers, log, deletion; see `abi`): two host calls in `on_request_headers` (the SNI property
-//! and the `:authority` header; the latter skipped when there is no SNI and `missing_sni` is
-//! `allow`) and one in `on_log` (`response.flags`). Nothing is formatted; the two values the host
-//! returns are the only allocations. The `requests_checked` counter is added up in the module
-//! and handed to Envoy on a one-second tick, or earlier whenever another sni-guard counter is
-//! touched. The protocol property is read only when `protocols` restricts the check, or to label
-//! a 421.
+//! Per request Envoy enters the module four times (context creation, request headers, log,
+//! deletion: the linker keeps no other callback, see `build.rs`). A request that passes costs
+//! two host calls in `on_http_request_headers` (the SNI property and `:authority`; the latter
+//! skipped when there is no SNI and `missing_sni` is `allow`) and one in `on_log`
+//! (`response.flags`). `requests_checked` is added up in the module and handed to Envoy on a
+//! one-second tick, or earlier whenever another sni-guard counter moves. The protocol property is
+//! read only when `protocols` restricts the check, or to label a 421.
+//!
+//! Where the SDK can trap: its dispatcher panics on a context id Envoy never created, and its
+//! host-call wrappers panic on a status the ABI does not allow for that call. With
+//! `panic = "abort"` a panic is a Wasm trap (the SDK's panic hook first logs it at critical
+//! level); Envoy then applies the filter's `failure_policy` (docs/hostile.md, tested with a
+//! trapping module in tests/adversarial). sni-guard's own code does not panic: the trait
+//! helpers that `unwrap` a host status are not used on the request path.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::{Duration, SystemTime};
 
-use crate::abi::{self, Action, LogLevel};
+use log::{debug, error, info};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
 use crate::config;
 use crate::flags;
-use crate::listeners::FxHasher;
 use crate::metrics;
-use crate::policy::{Outcome, Policy, Protocol, Scope};
+use crate::policy::{Mode, Pass, Policy, Protocol, Scope, Verdict};
 use crate::reply;
 
-/// Property paths, serialised as proxy-wasm expects (segments joined by NUL).
-const SNI_PATH: &[u8] = b"connection\0requested_server_name";
-const PROTOCOL_PATH: &[u8] = b"request\0protocol";
-/// Present (and not empty) on TLS connections only.
-const TLS_VERSION_PATH: &[u8] = b"connection\0tls_version";
-const RESPONSE_FLAGS_PATH: &[u8] = b"response\0flags";
+proxy_wasm::main! {{
+    // Installs the SDK's logger and panic hook; the level follows Envoy's from `on_configure` on.
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Configuration::default()) });
+}}
+
+/// Property paths, one segment each: the SDK joins segments with NUL, so a path given whole
+/// costs no joining.
+const SNI_PATH: &str = "connection\0requested_server_name";
+const PROTOCOL_PATH: &str = "request\0protocol";
+const RESPONSE_FLAGS_PATH: &str = "response\0flags";
 
 /// How often batched counts reach Envoy, at the latest.
-const FLUSH_PERIOD_MS: u32 = 1000;
+const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
-/// Counter ids, defined once per configuration. `None`: the host refused the definition, the
-/// count is skipped.
+fn property(path: &str) -> Option<Vec<u8>> {
+    hostcalls::get_property(vec![path]).ok().flatten()
+}
+
+fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// The host's clock. (The SDK's `Context::get_current_time` unwraps the host's status.)
+fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn request_protocol() -> Option<Protocol> {
+    property(PROTOCOL_PATH).and_then(|p| Protocol::from_envoy(&p))
+}
+
+/// Defines (or looks up: Envoy keys counters by name, and `on_configure` runs once per worker
+/// and again on every update) a counter. `None`: the host refused it, the count is skipped.
+fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+fn add(id: Option<u32>, by: u64) {
+    if let Some(id) = id {
+        // A lost count must never fail a request.
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
+
+/// Counter ids, defined once per configuration.
 struct Counters {
     checked: Option<u32>,
     without_sni: Option<u32>,
@@ -48,8 +92,8 @@ struct Counters {
 impl Counters {
     fn define() -> Counters {
         let mut c = Counters {
-            checked: abi::define_counter(metrics::REQUESTS_CHECKED),
-            without_sni: abi::define_counter(metrics::REQUESTS_WITHOUT_SNI),
+            checked: counter(metrics::REQUESTS_CHECKED),
+            without_sni: counter(metrics::REQUESTS_WITHOUT_SNI),
             misdirected: [None; metrics::VERDICT_COUNTERS],
             would_misdirect: [None; metrics::VERDICT_COUNTERS],
             flags: [None; metrics::FLAG_COUNTERS],
@@ -57,19 +101,13 @@ impl Counters {
         for ((reason, protocol), (enforce, dry)) in metrics::verdict_labels()
             .zip(c.misdirected.iter_mut().zip(c.would_misdirect.iter_mut()))
         {
-            *enforce = abi::define_counter(&metrics::misdirected(reason, protocol));
-            *dry = abi::define_counter(&metrics::would_misdirect(reason, protocol));
+            *enforce = counter(&metrics::misdirected(reason, protocol));
+            *dry = counter(&metrics::would_misdirect(reason, protocol));
         }
         for (i, slot) in c.flags.iter_mut().enumerate() {
-            *slot = abi::define_counter(&metrics::response_flag(i));
+            *slot = counter(&metrics::response_flag(i));
         }
         c
-    }
-}
-
-fn count(id: Option<u32>) {
-    if let Some(id) = id {
-        abi::increment(id, 1);
     }
 }
 
@@ -78,8 +116,6 @@ struct State {
     policy: Policy,
     counters: Counters,
     reply_headers: Vec<u8>,
-    /// Envoy logs `wasm` debug lines: dry-run verdicts are worth formatting.
-    debug: bool,
     /// `requests_checked` counts not yet handed to Envoy. A host call per request costs more
     /// than the whole policy decision; one per second costs nothing.
     pending_checked: Cell<u64>,
@@ -91,259 +127,227 @@ impl State {
     fn flush(&self) {
         let pending = self.pending_checked.replace(0);
         if pending > 0 {
-            if let Some(id) = self.counters.checked {
-                abi::increment(id, pending);
-            }
+            add(self.counters.checked, pending);
         }
     }
 
     fn count(&self, id: Option<u32>) {
         self.flush();
-        count(id);
+        add(id, 1);
     }
 }
 
-/// One root context: one plugin configuration. Envoy may run several in one VM (filter chains
-/// with different configurations sharing a `vm_id`).
-struct Root {
-    id: u32,
+impl Drop for State {
+    /// A configuration replaced or removed hands over what it still holds (the last requests
+    /// under it may finish after the update: they hold the `Rc`).
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The root context: one plugin configuration. Envoy may run several in one VM (filter chains
+/// with different configurations sharing a `vm_id`); each request gets the configuration of the
+/// root it was created under.
+#[derive(Default)]
+struct Configuration {
     state: Option<Rc<State>>,
 }
 
-type FxMap<V> = HashMap<u32, V, BuildHasherDefault<FxHasher>>;
+impl Context for Configuration {}
 
-thread_local! {
-    /// Root contexts in creation order. Almost always exactly one.
-    static ROOTS: RefCell<Vec<Root>> = const { RefCell::new(Vec::new()) };
-    /// HTTP context -> root context, kept only for contexts created while more than one root
-    /// existed. Any other context belongs to the first root: with a single configuration (the
-    /// common case) the request path does no bookkeeping at all.
-    static PARENTS: RefCell<FxMap<u32>> = RefCell::new(FxMap::default());
-}
-
-/// The configuration an HTTP context runs under. The `Rc` is cloned out so that no `RefCell`
-/// borrow is held across host calls (a host call that re-entered the module must not find the
-/// state borrowed).
-fn state_of(context_id: u32) -> Option<Rc<State>> {
-    ROOTS.with(|roots| {
-        let roots = roots.borrow();
-        let root = match roots.as_slice() {
-            [only] => only,
-            [first, ..] => {
-                let parent = PARENTS.with(|p| p.borrow().get(&context_id).copied());
-                parent
-                    .and_then(|id| roots.iter().find(|r| r.id == id))
-                    .unwrap_or(first)
-            }
-            [] => return None,
-        };
-        root.state.clone()
-    })
-}
-
-pub fn on_context_create(context_id: u32, parent_id: u32) {
-    if parent_id == 0 {
-        ROOTS.with(|roots| {
-            roots.borrow_mut().push(Root {
-                id: context_id,
-                state: None,
-            })
-        });
-        return;
-    }
-    let several = ROOTS.with(|roots| roots.borrow().len() > 1);
-    if several {
-        PARENTS.with(|p| p.borrow_mut().insert(context_id, parent_id));
-    }
-}
-
-pub fn on_delete(context_id: u32) {
-    let root = ROOTS.with(|roots| {
-        let mut roots = roots.borrow_mut();
-        let i = roots.iter().position(|r| r.id == context_id)?;
-        Some(roots.remove(i))
-    });
-    if let Some(root) = root {
-        if let Some(state) = root.state {
-            state.flush();
+impl RootContext for Configuration {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let started = now();
+        // Follow Envoy's level for the `wasm` component, so that dry-run debug lines are neither
+        // formatted nor sent when Envoy would drop them. A level changed later through the admin
+        // API applies from the next configuration.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
         }
-        return;
-    }
-    PARENTS.with(|p| {
-        let mut p = p.borrow_mut();
-        if !p.is_empty() {
-            p.remove(&context_id);
-        }
-    });
-}
-
-pub fn on_tick(root_id: u32) {
-    let state = ROOTS.with(|roots| {
-        let roots = roots.borrow();
-        roots
-            .iter()
-            .find(|r| r.id == root_id)
-            .and_then(|r| r.state.clone())
-    });
-    if let Some(state) = state {
-        state.flush();
-    }
-}
-
-pub fn on_configure(root_id: u32, size: usize) -> bool {
-    let started = abi::now_nanos();
-    // Follow Envoy's level for the `wasm` component, so that dry-run debug lines are neither
-    // formatted nor sent when Envoy would drop them. Read at configuration time: a level changed
-    // later through the admin API applies from the next configuration.
-    let debug = abi::log_level().is_some_and(|level| level <= LogLevel::Debug as u32);
-    // No configuration at all means the defaults; one that Envoy announced but cannot hand over
-    // fails the configuration: falling back to the defaults would turn a dry run into enforce.
-    let bytes = if size == 0 {
-        None
-    } else {
-        match abi::plugin_configuration(size) {
-            Some(bytes) => Some(bytes),
-            None => {
-                abi::log(
-                    LogLevel::Error,
-                    "sni-guard: the plugin configuration could not be read",
-                );
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+            .ok()
+            .flatten();
+        let policy = match config::parse(bytes.as_deref().unwrap_or_default()) {
+            Ok(policy) => policy,
+            Err(e) => {
+                error!("sni-guard: invalid configuration: {e}");
                 return false;
             }
-        }
-    };
-    let policy = match config::parse(bytes.as_deref().unwrap_or_default()) {
-        Ok(policy) => policy,
-        Err(e) => {
-            abi::log(
-                LogLevel::Error,
-                &format!("sni-guard: invalid configuration: {e}"),
-            );
-            return false;
-        }
-    };
-    let scope = match &policy.scope {
-        Scope::Strict => "strict host = SNI".to_owned(),
-        Scope::Listeners(set) => format!(
-            "{} listeners, {} hostnames",
-            set.listener_count(),
-            set.pattern_count()
-        ),
-    };
-    let mode = policy.mode;
-    let state = Rc::new(State {
-        policy,
-        counters: Counters::define(),
-        reply_headers: reply::serialized_headers(),
-        debug,
-        pending_checked: Cell::new(0),
-    });
-    let old = ROOTS.with(|roots| {
-        let mut roots = roots.borrow_mut();
-        let root = match roots.iter().position(|r| r.id == root_id) {
-            Some(i) => roots.get_mut(i),
-            None => {
-                roots.push(Root {
-                    id: root_id,
-                    state: None,
-                });
-                roots.last_mut()
-            }
         };
-        root.and_then(|r| r.state.replace(state))
-    });
-    if let Some(old) = old {
-        old.flush();
+        let scope = match &policy.scope {
+            Scope::Strict => "strict host = SNI".to_owned(),
+            Scope::Listeners(set) => format!(
+                "{} listeners, {} hostnames",
+                set.listener_count(),
+                set.pattern_count()
+            ),
+        };
+        let mode = match policy.mode {
+            Mode::Enforce => "Enforce",
+            Mode::DryRun => "DryRun",
+            Mode::Off => "Off",
+        };
+        self.state = Some(Rc::new(State {
+            policy,
+            counters: Counters::define(),
+            reply_headers: reply::serialized_headers(),
+            pending_checked: Cell::new(0),
+        }));
+        self.set_tick_period(FLUSH_PERIOD);
+        // The load time (parse, compile, define counters) is reported so operators can see what
+        // a large listener set costs each worker.
+        let micros = now()
+            .duration_since(started)
+            .unwrap_or_default()
+            .as_micros();
+        info!("sni-guard: configured: mode {mode}, {scope}, loaded in {micros} us");
+        true
     }
-    abi::set_tick_period(FLUSH_PERIOD_MS);
-    // The load time (parse, compile, define counters) is reported so operators can see what a
-    // large listener set costs each worker.
-    let micros = abi::now_nanos().saturating_sub(started) / 1000;
-    abi::log(
-        LogLevel::Info,
-        &format!("sni-guard: configured: mode {mode:?}, {scope}, loaded in {micros} us"),
-    );
-    true
+
+    fn on_tick(&mut self) {
+        if let Some(state) = &self.state {
+            state.flush();
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            state: self.state.clone(),
+        }))
+    }
 }
 
-fn request_protocol() -> Option<Protocol> {
-    abi::get_property(PROTOCOL_PATH).and_then(|p| Protocol::from_envoy(&p))
+/// One request: the configuration it is judged by.
+struct Request {
+    state: Option<Rc<State>>,
 }
 
-pub fn on_request_headers(context_id: u32) -> Action {
-    let Some(state) = state_of(context_id) else {
-        return Action::Continue;
-    };
-    let policy = &state.policy;
-    let mut protocol = None;
-    if !policy.protocols.is_all() {
-        protocol = request_protocol();
-        // An unknown protocol is checked: better a 421 too many than a bypass.
-        if protocol.is_some_and(|p| !policy.protocols.contains(p)) {
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if cfg!(feature = "bench-stage-callbacks") {
             return Action::Continue;
         }
-    }
-    let sni = abi::get_property(SNI_PATH);
-    let is_tls = || abi::get_property(TLS_VERSION_PATH).is_some_and(|v| !v.is_empty());
-    let decision = policy.judge(sni.as_deref(), is_tls, || {
-        abi::get_request_header(b":authority")
-    });
-    state.pending_checked.set(state.pending_checked.get() + 1);
-    if sni.as_deref().is_none_or(<[u8]>::is_empty) {
-        state.count(state.counters.without_sni);
-    }
-    let (reason, enforce) = match decision.outcome() {
-        Outcome::Pass => return Action::Continue,
-        Outcome::Reply(reason) => (reason, true),
-        Outcome::Observe(reason) => (reason, false),
-    };
-    let index = metrics::verdict_index(reason, protocol.or_else(request_protocol));
-    if !enforce {
-        state.count(state.counters.would_misdirect.get(index).copied().flatten());
-        if state.debug {
-            let authority = abi::get_request_header(b":authority");
-            abi::log(
-                LogLevel::Debug,
-                &format!(
-                    "sni-guard dry run: would answer {} ({}): sni {:?}, authority {:?}",
-                    reply::for_reason(reason).status,
-                    reason.label(),
-                    sni.as_deref().map(String::from_utf8_lossy),
-                    authority.as_deref().map(String::from_utf8_lossy),
-                ),
-            );
+        let Some(state) = &self.state else {
+            return Action::Continue;
+        };
+        let policy = &state.policy;
+        let mut protocol = None;
+        if !policy.protocols.is_all() {
+            protocol = request_protocol();
+            // An unknown protocol is checked: better a 421 too many than a bypass.
+            if protocol.is_some_and(|p| !policy.protocols.contains(p)) {
+                return Action::Continue;
+            }
         }
-        return Action::Continue;
+        let sni = property(SNI_PATH);
+        let verdict = policy.decide(sni.as_deref(), || request_header(":authority"));
+        state.pending_checked.set(state.pending_checked.get() + 1);
+        let reason = match verdict {
+            Verdict::Pass(Pass::NoSni) => {
+                state.count(state.counters.without_sni);
+                return Action::Continue;
+            }
+            Verdict::Pass(_) => return Action::Continue,
+            Verdict::Misdirected(reason) => reason,
+        };
+        if sni.as_deref().is_none_or(<[u8]>::is_empty) {
+            state.count(state.counters.without_sni);
+        }
+        let protocol = protocol.or_else(request_protocol);
+        let index = metrics::verdict_index(reason, protocol);
+        match policy.mode {
+            Mode::DryRun => {
+                state.count(state.counters.would_misdirect.get(index).copied().flatten());
+                debug!(
+                    "sni-guard dry run: would answer 421 ({}): sni \"{}\"",
+                    reason.label(),
+                    // Escaped: the SNI is the client's bytes.
+                    sni.as_deref().unwrap_or_default().escape_ascii()
+                );
+                Action::Continue
+            }
+            Mode::Enforce | Mode::Off => {
+                state.count(state.counters.misdirected.get(index).copied().flatten());
+                if local_reply::send(
+                    reply::MISDIRECTED.status,
+                    reply::MISDIRECTED.details,
+                    reply::MISDIRECTED.body.as_bytes(),
+                    &state.reply_headers,
+                ) {
+                    Action::Pause
+                } else {
+                    // Envoy refused the reply (the stream is already answered or reset).
+                    Action::Continue
+                }
+            }
+        }
     }
-    let answer = reply::for_reason(reason);
-    if abi::send_local_response(
-        answer.status,
-        answer.details,
-        answer.body.as_bytes(),
-        &state.reply_headers,
-    ) {
-        // Counted only once Envoy took the reply: the counter is of answers clients got.
-        state.count(state.counters.misdirected.get(index).copied().flatten());
-        Action::Pause
-    } else {
-        // Envoy refused the reply (the stream is already answered or reset): let it be.
-        Action::Continue
+
+    fn on_log(&mut self) {
+        if cfg!(any(
+            feature = "bench-stage-callbacks",
+            feature = "bench-stage-check"
+        )) {
+            return;
+        }
+        // One host call; counters only when a flag is set (a successful request has none).
+        let Some(mask) = property(RESPONSE_FLAGS_PATH).and_then(|v| flags::decode(&v)) else {
+            return;
+        };
+        if mask == 0 {
+            return;
+        }
+        let Some(state) = &self.state else {
+            return;
+        };
+        state.flush();
+        for index in flags::set_flags(mask) {
+            add(state.counters.flags.get(index).copied().flatten(), 1);
+        }
     }
 }
 
-pub fn on_log(context_id: u32) {
-    // One host call; counters only when a flag is set (a successful request has none).
-    let Some(mask) = abi::get_property(RESPONSE_FLAGS_PATH).and_then(|v| flags::decode(&v)) else {
-        return;
-    };
-    if mask == 0 {
-        return;
+/// The local reply with response-code details. The SDK's `send_http_response` always passes
+/// empty details, and `%RESPONSE_CODE_DETAILS%` is how operators tell sni-guard's 421 from any
+/// other; so this one host function is declared here.
+mod local_reply {
+    #[allow(clashing_extern_declarations)]
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_send_local_response(
+            status_code: u32,
+            details_data: *const u8,
+            details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
     }
-    let Some(state) = state_of(context_id) else {
-        return;
-    };
-    state.flush();
-    for index in flags::set_flags(mask) {
-        count(state.counters.flags.get(index).copied().flatten());
+
+    /// Sends the reply; `headers` is in the proxy-wasm map format. Returns whether Envoy
+    /// accepted it.
+    pub fn send(status: u32, details: &str, body: &[u8], headers: &[u8]) -> bool {
+        // SAFETY: every pointer is to a live slice with its true length. -1: no gRPC status
+        // override, Envoy maps the HTTP status for gRPC requests.
+        unsafe {
+            proxy_send_local_response(
+                status,
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            ) == 0
+        }
     }
 }

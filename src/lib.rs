@@ -3,11 +3,8 @@
 //! for, and counts Envoy's response flags.
 //!
 //! The decision logic is host-agnostic and tested natively ([`name`], [`listeners`], [`policy`],
-//! [`config`], [`flags`], [`metrics`]); the proxy-wasm glue (`filter`, `abi`) is compiled for
-//! `wasm32` only and tested inside real Envoy.
-
-// A benchmark-only build that exports no per-request callback leaves the request path unused.
-#![cfg_attr(feature = "bench-stage-bare", allow(dead_code))]
+//! [`config`], [`flags`], [`metrics`]); the proxy-wasm glue (`filter`, on the proxy-wasm Rust SDK)
+//! is compiled for `wasm32` only and tested inside real Envoy.
 
 pub mod config;
 pub mod flags;
@@ -17,7 +14,5 @@ pub mod name;
 pub mod policy;
 pub mod reply;
 
-#[cfg(target_arch = "wasm32")]
-mod abi;
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -10,9 +10,7 @@
 //! Lookups cost O(labels of the name): one hash probe for the exact name, then one per parent
 //! suffix, longest first. The number of listeners does not enter into it.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::name::{Name, NameError};
 
@@ -89,43 +87,9 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// FxHash (the rustc hasher): a multiply-rotate per word. Keys are configuration hostnames, not
-/// attacker-chosen, and lookups only probe; std's SipHash would cost several times more per probe
-/// on the request path for no gain here.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
-        }
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-type FxMap<V> = HashMap<Box<str>, V, BuildHasherDefault<FxHasher>>;
+/// Keys are configuration hostnames, not attacker-chosen, and lookups only probe: FxHash (the
+/// rustc hasher) costs a fraction of std's SipHash per probe on the request path.
+type FxMap<V> = rustc_hash::FxHashMap<Box<str>, V>;
 
 /// A hostname claimed twice: the configuration is ambiguous.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test code: a panic is a failure report.
 
+mod reference;
+
 use proptest::prelude::*;
 use sni_guard::listeners::{ListenerId, ListenerSet, Pattern};
 use sni_guard::name::Name;
@@ -59,30 +61,9 @@ fn compile(groups: &[Vec<String>]) -> ListenerSet {
     set
 }
 
-/// The rules, applied naively: the most specific matching pattern wins (exact, then the longest
-/// wildcard suffix, then the catch-all).
+/// The rules, applied naively (the shared reference model).
 fn reference(groups: &[Vec<String>], name: &str) -> Option<u32> {
-    let mut best: Option<(usize, u32)> = None; // (specificity, listener)
-    for (i, g) in groups.iter().enumerate() {
-        for p in g {
-            let specificity = if p == "*" {
-                Some(0)
-            } else if let Some(suffix) = p.strip_prefix("*.") {
-                let matches = name.len() > suffix.len() + 1
-                    && name.ends_with(suffix)
-                    && name.as_bytes()[name.len() - suffix.len() - 1] == b'.';
-                matches.then_some(1 + suffix.len())
-            } else {
-                (p == name).then_some(usize::MAX)
-            };
-            if let Some(s) = specificity {
-                if best.is_none_or(|(b, _)| s > b) {
-                    best = Some((s, i as u32));
-                }
-            }
-        }
-    }
-    best.map(|(_, l)| l)
+    reference::listener_of_groups(groups, name)
 }
 
 fn policy(groups: &[Vec<String>]) -> Policy {

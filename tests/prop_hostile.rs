@@ -9,6 +9,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)] // test code
 
+mod reference;
+
 use proptest::prelude::*;
 use sni_guard::config;
 use sni_guard::listeners::{ListenerId, ListenerSet, Pattern};
@@ -32,30 +34,9 @@ struct Model {
 }
 
 impl Model {
-    /// The listener a (normalised) name belongs to: scan everything, keep the most specific
-    /// match. Exact is most specific, then the wildcard with the longest suffix, then `*`.
+    /// The listener a (normalised) name belongs to, by the shared reference model.
     fn listener_of(&self, name: &str) -> Option<usize> {
-        let mut best: Option<(usize, usize)> = None;
-        for (i, patterns) in self.listeners.iter().enumerate() {
-            for p in patterns {
-                let rank = if p == "*" {
-                    Some(0)
-                } else if let Some(suffix) = p.strip_prefix("*.") {
-                    // One or more whole labels in front of the suffix; never the suffix itself.
-                    let dotted = format!(".{suffix}");
-                    (name.ends_with(&dotted) && name.len() > dotted.len())
-                        .then_some(1 + suffix.len())
-                } else {
-                    (p == name).then_some(usize::MAX)
-                };
-                if let Some(rank) = rank {
-                    if best.is_none_or(|(b, _)| rank > b) {
-                        best = Some((rank, i));
-                    }
-                }
-            }
-        }
-        best.map(|(_, i)| i)
+        reference::listener_of_groups(&self.listeners, name).map(|l| l as usize)
     }
 
     fn compile(&self) -> ListenerSet {

@@ -10,25 +10,13 @@ use sni_guard::listeners::{ListenerId, ListenerSet, Pattern};
 use sni_guard::name::Name;
 use sni_guard::policy::{MissingSni, Mode, Pass, Policy, Protocols, Reason, Scope, Verdict};
 
-/// Most specific match by a scan of every (listener, pattern): exact, longest wildcard, `*`.
+/// The shared naive reference model of the matcher (tests/reference).
+#[path = "../../tests/reference/mod.rs"]
+mod reference;
+
+/// Most specific match by a scan of every (listener, pattern): the reference model.
 fn naive(patterns: &[(u32, Pattern)], name: &str) -> Option<u32> {
-    let mut best: Option<(usize, u32)> = None;
-    for (id, p) in patterns {
-        let rank = match p {
-            Pattern::CatchAll => Some(0),
-            Pattern::Wildcard(suffix) => {
-                let dotted = format!(".{suffix}");
-                (name.len() > dotted.len() && name.ends_with(&dotted)).then_some(1 + suffix.len())
-            }
-            Pattern::Exact(e) => (e == name).then_some(usize::MAX),
-        };
-        if let Some(rank) = rank {
-            if best.is_none_or(|(b, _)| rank > b) {
-                best = Some((rank, *id));
-            }
-        }
-    }
-    best.map(|(_, id)| id)
+    reference::listener_of(patterns.iter().map(|(id, p)| (*id, p.to_string())), name)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,7 @@ import pytest
 
 from harness.clients import H2Connection, h1_exchange
 
-from conftest import A, assert_counted, log_line, misdirected_counts, unique_path
+from harness.hostile import A, assert_counted, log_line, misdirected_counts, unique_path
 
 MISMATCH, INVALID = "listener_mismatch", "invalid_authority"
 LONG_LABEL = "a" * 4096

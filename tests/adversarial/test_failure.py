@@ -9,7 +9,7 @@ import pytest
 from harness.clients import H2Connection
 from harness.envoy import Envoy, EnvoyExited, load_demo, set_plugin_config, wasm_filters
 
-from conftest import A, B
+from harness.hostile import A, B
 from trap_module import trap_module
 
 POLICIES = [None, "FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"]

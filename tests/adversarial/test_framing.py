@@ -9,7 +9,7 @@ import pytest
 
 from harness.clients import H2Connection, h1_exchange
 
-from conftest import A, B, assert_counted, log_line, misdirected_counts, unique_path
+from harness.hostile import A, B, assert_counted, log_line, misdirected_counts, unique_path
 
 WS = (b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")

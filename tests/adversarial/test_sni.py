@@ -13,7 +13,7 @@ import pytest
 
 from harness.clients import H2Connection, h1_exchange
 
-from conftest import A, B, assert_counted, log_line, misdirected_counts, unique_path
+from harness.hostile import A, B, assert_counted, log_line, misdirected_counts, unique_path
 
 HELLO_A, HELLO_NO_SNI = b"hello from a.example.com\n", b"hello without SNI\n"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.envoy import Envoy, load_demo, remove_filter, set_plugin_config
+from harness.envoy import Envoy, load_demo, remove_filter
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,3 @@ def unguarded():
     with Envoy(remove_filter(load_demo())) as envoy:
         yield envoy
 
-
-def envoy_with(plugin_json: str) -> Envoy:
-    """The demo bootstrap with another plugin configuration (not started)."""
-    return Envoy(set_plugin_config(load_demo(), plugin_json))

@@ -4,7 +4,7 @@ import pytest
 
 from harness.envoy import EnvoyExited
 
-from conftest import envoy_with
+from harness.envoy import envoy_with
 
 CASES = [
     ('{"mode": "audit"}', "field `mode`: unknown mode `audit`"),

@@ -2,7 +2,7 @@
 
 from harness.clients import H2Connection, h1_get
 
-from conftest import envoy_with
+from harness.envoy import envoy_with
 
 A, B = "a.example.com", "b.example.com"
 

@@ -252,3 +252,8 @@ def parse_prometheus(text: str) -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+def envoy_with(plugin_json: str) -> Envoy:
+    """The demo bootstrap with another plugin configuration (not started)."""
+    return Envoy(set_plugin_config(load_demo(), plugin_json))

@@ -15,17 +15,16 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import time
-import urllib.error
 import urllib.request
 
 import pytest
 
-from harness.process import stop_process
+from harness.envoy import free_port
+from harness.process import stop_process, wait_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDER = os.path.join(ROOT, "oci", "build.py")
@@ -319,12 +318,6 @@ def test_refuses_a_file_that_is_not_proxy_wasm(tmp_path):
 # --- through a registry -----------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url, accept=None):
     req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     with urllib.request.urlopen(req, timeout=30) as resp:
@@ -349,18 +342,11 @@ def registry(tmp_path_factory):
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"docker-registry exited with {proc.returncode}: {(d / 'registry.log').read_text()}")
-            try:
-                if http_get(base + "/v2/")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("docker-registry did not answer /v2/ within 30 s")
-            time.sleep(0.2)
+        def exited(code):
+            return RuntimeError(f"docker-registry exited with {code}: {(d / 'registry.log').read_text()}")
+
+        if not wait_ready(proc, base + "/v2/", 30, exited):
+            pytest.fail("docker-registry did not answer /v2/ within 30 s")
         yield f"127.0.0.1:{port}"
     finally:
         stop_process(proc)
