@@ -1,6 +1,6 @@
 //! The Envoy glue, on the proxy-wasm Rust SDK: a root context per plugin configuration, an HTTP
-//! context per request. It fetches the SNI and the authority, lets [`Policy::decide`] judge, acts
-//! on the verdict and counts; everything that can be decided without Envoy is decided in the
+//! context per request. It fetches the SNI and the authority, lets [`Policy::judge`] judge, acts
+//! on the outcome and counts; everything that can be decided without Envoy is decided in the
 //! host-agnostic modules.
 //!
 //! Per request Envoy enters the module four times (context creation, request headers, log,
@@ -9,7 +9,9 @@
 //! skipped when there is no SNI and `missing_sni` is `allow`) and one in `on_log`
 //! (`response.flags`). `requests_checked` is added up in the module and handed to Envoy on a
 //! one-second tick, or earlier whenever another sni-guard counter moves. The protocol property is
-//! read only when `protocols` restricts the check, or to label a 421.
+//! read only when `protocols` restricts the check, or to label a reply; the TLS version only for
+//! a request without SNI under `missing_sni: reject`; the verdict is written to filter state only
+//! for a refused request.
 //!
 //! Where the SDK can trap: its dispatcher panics on a context id Envoy never created, and its
 //! host-call wrappers panic on a status the ABI does not allow for that call. With
@@ -30,7 +32,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::config;
 use crate::flags;
 use crate::metrics;
-use crate::policy::{Mode, Pass, Policy, Protocol, Scope, Verdict};
+use crate::policy::{Mode, Outcome, Policy, Protocol, Scope};
 use crate::reply;
 
 proxy_wasm::main! {{
@@ -43,6 +45,8 @@ proxy_wasm::main! {{
 /// costs no joining.
 const SNI_PATH: &str = "connection\0requested_server_name";
 const PROTOCOL_PATH: &str = "request\0protocol";
+/// Present (and not empty) on TLS connections only.
+const TLS_VERSION_PATH: &str = "connection\0tls_version";
 const RESPONSE_FLAGS_PATH: &str = "response\0flags";
 
 /// How often batched counts reach Envoy, at the latest.
@@ -164,9 +168,21 @@ impl RootContext for Configuration {
         if let Ok(level) = hostcalls::get_log_level() {
             proxy_wasm::set_log_level(level);
         }
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
-            .ok()
-            .flatten();
+        // No configuration at all means the defaults. One that Envoy announces but cannot hand
+        // over fails the configuration: falling back to the defaults would silently turn a dry
+        // run into enforce.
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(bytes) => bytes,
+            Err(_) if size == 0 => None,
+            Err(status) => {
+                error!("sni-guard: the plugin configuration could not be read: {status:?}");
+                return false;
+            }
+        };
+        if size > 0 && bytes.is_none() {
+            error!("sni-guard: the plugin configuration ({size} bytes) could not be read");
+            return false;
+        }
         let policy = match config::parse(bytes.as_deref().unwrap_or_default()) {
             Ok(policy) => policy,
             Err(e) => {
@@ -246,46 +262,50 @@ impl HttpContext for Request {
             }
         }
         let sni = property(SNI_PATH);
-        let verdict = policy.decide(sni.as_deref(), || request_header(":authority"));
+        let is_tls = || property(TLS_VERSION_PATH).is_some_and(|v| !v.is_empty());
+        let decision = policy.judge(sni.as_deref(), is_tls, || request_header(":authority"));
         state.pending_checked.set(state.pending_checked.get() + 1);
-        let reason = match verdict {
-            Verdict::Pass(Pass::NoSni) => {
-                state.count(state.counters.without_sni);
-                return Action::Continue;
-            }
-            Verdict::Pass(_) => return Action::Continue,
-            Verdict::Misdirected(reason) => reason,
-        };
-        if sni.as_deref().is_none_or(<[u8]>::is_empty) {
+        let no_sni = sni.as_deref().is_none_or(<[u8]>::is_empty);
+        if no_sni {
             state.count(state.counters.without_sni);
         }
-        let protocol = protocol.or_else(request_protocol);
-        let index = metrics::verdict_index(reason, protocol);
-        match policy.mode {
-            Mode::DryRun => {
-                state.count(state.counters.would_misdirect.get(index).copied().flatten());
-                debug!(
-                    "sni-guard dry run: would answer 421 ({}): sni \"{}\"",
-                    reason.label(),
-                    // Escaped: the SNI is the client's bytes.
-                    sni.as_deref().unwrap_or_default().escape_ascii()
-                );
-                Action::Continue
-            }
-            Mode::Enforce | Mode::Off => {
-                state.count(state.counters.misdirected.get(index).copied().flatten());
-                if local_reply::send(
-                    reply::MISDIRECTED.status,
-                    reply::MISDIRECTED.details,
-                    reply::MISDIRECTED.body.as_bytes(),
-                    &state.reply_headers,
-                ) {
-                    Action::Pause
-                } else {
-                    // Envoy refused the reply (the stream is already answered or reset).
-                    Action::Continue
-                }
-            }
+        let outcome = decision.outcome();
+        let (Outcome::Reply(reason) | Outcome::Observe(reason)) = outcome else {
+            return Action::Continue;
+        };
+        // The verdict where operators look: the access log's %FILTER_STATE(wasm.sni_guard)%.
+        // One host call, for refused requests only.
+        if let Some(verdict) = outcome.log_value() {
+            verdict_state::set(verdict);
+        }
+        let index = metrics::verdict_index(reason, protocol.or_else(request_protocol));
+        let answer = reply::for_reason(reason);
+        if let Outcome::Observe(_) = outcome {
+            state.count(state.counters.would_misdirect.get(index).copied().flatten());
+            debug!(
+                "sni-guard dry run: would answer {} ({}): sni \"{}\", authority \"{}\"",
+                answer.status,
+                reason.label(),
+                // Escaped: both are the client's bytes.
+                sni.as_deref().unwrap_or_default().escape_ascii(),
+                request_header(":authority")
+                    .unwrap_or_default()
+                    .escape_ascii()
+            );
+            return Action::Continue;
+        }
+        if local_reply::send(
+            answer.status,
+            answer.details,
+            answer.body.as_bytes(),
+            &state.reply_headers,
+        ) {
+            // Counted once Envoy took the reply: the counter is of answers clients got.
+            state.count(state.counters.misdirected.get(index).copied().flatten());
+            Action::Pause
+        } else {
+            // Envoy refused the reply (the stream is already answered or reset).
+            Action::Continue
         }
     }
 
@@ -348,6 +368,36 @@ mod local_reply {
                 headers.len(),
                 -1,
             ) == 0
+        }
+    }
+}
+
+/// The verdict of a refused request, for the access log. Envoy keeps a property a Wasm filter
+/// sets as the request's filter state object `wasm.<path>`, which an access-log format prints
+/// with `%FILTER_STATE(wasm.sni_guard:PLAIN)%`. Declared here rather than called through
+/// `hostcalls::set_property`, which panics (a trap, then `failure_policy`) on any status but
+/// Ok: Envoy answers NotFound or BadArgument when it cannot keep the value, and a lost log field
+/// must never fail a request.
+mod verdict_state {
+    /// The property path: one segment, so no NUL separators.
+    const PATH: &str = "sni_guard";
+
+    #[allow(clashing_extern_declarations)]
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+    }
+
+    pub fn set(verdict: &str) {
+        // SAFETY: both pointers are to live slices with their true lengths. The status is
+        // ignored on purpose (see the module comment).
+        unsafe {
+            proxy_set_property(PATH.as_ptr(), PATH.len(), verdict.as_ptr(), verdict.len());
         }
     }
 }

@@ -39,26 +39,29 @@ def modes():
         yield envoy
 
 
-# (SNI, :authority, status, access-log details): the mode is the one of the host's listener.
+# (SNI, :authority, status, access-log verdict, details): the mode is the one of the host's
+# listener.
 MODE_CASES = [
-    (B, A, 421, "misdirected_request"),    # a.example.com is enforced
-    (C, A, 421, "misdirected_request"),
-    (A, B, 404, "route_not_found"),        # b.example.com is off: as if sni-guard were absent
-    (A, C, 404, "route_not_found"),        # c.example.com: dry run, counted, not answered
-    (A, A, 200, "direct_response"),
-    (A, "a.example.com,b.example.com", 400, "invalid_authority"),  # SNI's listener: enforce
-    (B, "a.example.com:abc", 404, "route_not_found"),              # SNI's listener: off
+    (B, A, 421, "misdirected:listener_mismatch", "misdirected_request"),  # a: enforced
+    (C, A, 421, "misdirected:listener_mismatch", "misdirected_request"),
+    (A, B, 404, "-", "route_not_found"),         # b is off: as if sni-guard were absent
+    (A, C, 404, "would_misdirect:listener_mismatch", "route_not_found"),  # c: dry run
+    (A, A, 200, "-", "direct_response"),
+    # No valid name: the SNI's listener decides (a: enforce, b: off).
+    (A, "a.example.com,b.example.com", 400, "rejected:invalid_authority", "invalid_authority"),
+    (B, "a.example.com:abc", 404, "-", "route_not_found"),
 ]
 
 
 def test_each_listener_has_its_own_mode(modes):
     port = modes.listener_port()
-    for i, (sni, authority, status, details) in enumerate(MODE_CASES):
+    for i, (sni, authority, status, verdict, details) in enumerate(MODE_CASES):
         path = f"/modes/{i}"
         with H2Connection(port, sni=sni, verify_name=False) as conn:
             assert conn.request(authority, path=path).status == status, (sni, authority)
         line = modes.wait_access_log(f"path={path} ")
-        assert len(line) == 1 and f"details={details}" in line[0], line
+        assert len(line) == 1, line
+        assert f" verdict={verdict} details={details}" in line[0], line
     # Exactly what was answered is counted as answered, the dry run as would-be; `off` nothing.
     want = {
         series("misdirected", "listener_mismatch"): 2,
@@ -77,7 +80,7 @@ def test_dry_run_debug_line_names_the_authority(modes):
     with H2Connection(port, sni=A) as conn:
         assert conn.request(f"{C}:{port}", path="/debug").status == 404
     assert modes.wait_log(
-        f'would answer 421 (listener_mismatch): sni Some("{A}"), authority Some("{C}:{port}")')
+        f'would answer 421 (listener_mismatch): sni "{A}", authority "{C}:{port}"')
 
 
 def with_plaintext_listener(plugin: dict) -> dict:
