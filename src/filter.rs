@@ -273,7 +273,7 @@ impl HttpContext for Request {
         let (Outcome::Reply(reason) | Outcome::Observe(reason)) = outcome else {
             return Action::Continue;
         };
-        // The verdict where operators look: the access log's %FILTER_STATE(wasm.sni_guard)%.
+        // The verdict where operators look: %FILTER_STATE(wasm.sni_guard:PLAIN)% in the access log.
         // One host call, for refused requests only.
         if let Some(verdict) = outcome.log_value() {
             verdict_state::set(verdict);
