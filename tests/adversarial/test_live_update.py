@@ -57,9 +57,9 @@ INVALID = [
 ]
 
 SWAPS = 20
-SLOT = 1.5           # seconds between pushes
-IN_FORCE_WITHIN = 5.0  # a pushed configuration is seen in force within this time
-GRACE = 1.0          # after that, for the worker the probes may not have reached
+SLOT = 1.5             # seconds between pushes
+IN_FORCE_WITHIN = 10.0  # a pushed configuration is seen in force within this time
+GRACE = 2.0            # after that, for the worker the probes may not have reached
 
 
 def probe(envoy: EcdsEnvoy, tag: str) -> dict[str, int]:
