@@ -81,16 +81,11 @@ pub fn parse(bytes: &[u8]) -> Result<Policy, ConfigError> {
 
 /// Validates a parsed document and builds the lookup structures.
 pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
-    let mode =
-        match raw.mode.as_deref() {
-            None => Mode::Enforce,
-            Some("off") => return Err(error(
-                "mode",
-                "`off` is only allowed per listener (`listeners[].mode`); to turn sni-guard off \
-                 everywhere, remove the filter",
-            )),
-            Some(m) => compile_mode(m, "mode", &[Mode::Enforce, Mode::DryRun])?,
-        };
+    let mode = match raw.mode.as_deref() {
+        None => Mode::Enforce,
+        Some("off") => return Err(error("mode", TOP_LEVEL_OFF)),
+        Some(m) => compile_mode(m, "mode", &[Mode::Enforce, Mode::DryRun])?,
+    };
     let missing_sni = match raw.missing_sni.as_deref() {
         None | Some("allow") => MissingSni::Allow,
         Some("reject") => MissingSni::Reject,
@@ -130,6 +125,10 @@ pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         listener_modes,
     })
 }
+
+/// `off` everywhere is no protection: refused at the top level, where it would be a silent no-op.
+const TOP_LEVEL_OFF: &str = "`off` is only allowed per listener (`listeners[].mode`); to turn \
+sni-guard off everywhere, remove the filter";
 
 /// The modes a listener may have; the top-level `mode` has all but `off`.
 const PER_LISTENER: [Mode; 3] = [Mode::Enforce, Mode::DryRun, Mode::Off];

@@ -196,9 +196,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The verdict as the access log shows it (`%FILTER_STATE(...)%`), for requests that did
-    /// not simply pass: `misdirected`/`would_misdirect` for 421s, `invalid_authority`/
-    /// `would_reject_invalid_authority` for 400s, then the reason.
+    /// The verdict as the access log shows it (`%FILTER_STATE(wasm.sni_guard:PLAIN)%`), for
+    /// requests that did not simply pass: what was done (`misdirected` for a 421, `rejected`
+    /// for a 400; in dry run `would_misdirect`, `would_reject`), a colon, the reason.
     pub fn log_value(self) -> Option<&'static str> {
         Some(match self {
             Outcome::Pass => return None,
