@@ -265,8 +265,7 @@ impl HttpContext for Request {
         let is_tls = || property(TLS_VERSION_PATH).is_some_and(|v| !v.is_empty());
         let decision = policy.judge(sni.as_deref(), is_tls, || request_header(":authority"));
         state.pending_checked.set(state.pending_checked.get() + 1);
-        let no_sni = sni.as_deref().is_none_or(<[u8]>::is_empty);
-        if no_sni {
+        if sni.as_deref().is_none_or(<[u8]>::is_empty) {
             state.count(state.counters.without_sni);
         }
         let outcome = decision.outcome();
