@@ -126,11 +126,11 @@ def test_envoyfilter_with_a_local_file_answers_421(index):
         assert envoy.wait_access_log(" 421 - misdirected_request ")
 
 
-class Authorizer:
-    """An external authorization service (HTTP) on 127.0.0.1 that allows every request and
-    records the authority of each request it was asked about."""
+class LocalServer:
+    """An HTTP server on 127.0.0.1, in a thread, answering GET with a fixed body and recording
+    the Host header of each request it got."""
 
-    def __init__(self):
+    def __init__(self, body: bytes = b"", content_type: str = "text/plain"):
         self.hosts: list[str] = []
         outer = self
 
@@ -138,21 +138,32 @@ class Authorizer:
             def do_GET(self):
                 outer.hosts.append(self.headers.get("host", ""))
                 self.send_response(200)
-                self.send_header("content-length", "0")
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        self.cluster = static_cluster("ext_authz", self.server.server_address[1])
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class Authorizer(LocalServer):
+    """An external authorization service (HTTP) that allows every request; `hosts` are the
+    authorities it was asked about."""
+
+    def __init__(self):
+        super().__init__()
+        self.cluster = static_cluster("ext_authz", self.port)
 
 
 @pytest.fixture
@@ -209,31 +220,17 @@ def test_without_sni_guard_the_wildcard_route_serves_the_wrong_host(authorizer):
     assert authorizer.hosts == [A, B, A, B]
 
 
-class ModuleServer:
-    """Serves the built module over HTTP on 127.0.0.1, as the in-cluster web server would."""
+class ModuleServer(LocalServer):
+    """Serves the built module, as the in-cluster web server would."""
 
     def __init__(self):
         body = WASM.read_bytes()
         self.sha256 = hashlib.sha256(body).hexdigest()
-        self.hits = 0
-        outer = self
+        super().__init__(body, "application/wasm")
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.hits += 1
-                self.send_response(200)
-                self.send_header("content-type", "application/wasm")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    @property
+    def hits(self) -> int:
+        return len(self.hosts)
 
     def gateway(self, sha256: str) -> dict:
         filters = apply_envoyfilter(
@@ -241,11 +238,6 @@ class ModuleServer:
             remote_url=f"http://127.0.0.1:{self.port}/sni-guard/0.1.0/sni_guard.wasm",
             remote_cluster="wasm_server", sha256=sha256)
         return istio_gateway(filters, clusters=[static_cluster("wasm_server", self.port)])
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @pytest.fixture
