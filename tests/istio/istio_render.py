@@ -6,8 +6,10 @@ Every behaviour names the file it follows, in istio/istio at the release tags 1.
 1.28.10, 1.29.6 and 1.30.3 (where the releases differ, `release` selects the behaviour):
 
 - Listener `0.0.0.0_8443` with the TLS inspector, one filter chain per `Gateway` server matched on
-  SNI, HTTP connection manager `stat_prefix` "outbound_0.0.0.0_8443" and `server_name`
-  "istio-envoy": pilot/pkg/networking/core/gateway.go, accesslog.go (EnvoyServerName).
+  SNI (ALPN h2 and http/1.1), HTTP connection manager `stat_prefix` "outbound_0.0.0.0_8443",
+  `server_name` "istio-envoy", `use_remote_address` on a gateway, `normalize_path` (mesh default
+  path normalization): pilot/pkg/networking/core/gateway.go, listener_builder.go, accesslog.go
+  (EnvoyServerName).
 - Route table names `https.443.https.<gateway>.<namespace>`: pilot/pkg/model/gateway.go
   (gatewayRDSRouteName); virtual host `<host>:443` with domains `<host>` and `<host>:*`:
   pilot/pkg/networking/core/gateway.go.
@@ -39,7 +41,8 @@ Left out, because upstream Envoy cannot run them or this test has no use for the
 out changes no behaviour tested here): the Istio-proxy-only filters `istio.metadata_exchange`,
 `istio.alpn` and `istio.stats`; the RBAC shadow-rules filter Istio puts before a CUSTOM ext_authz
 filter to enable it only for requests the policy matches (the policy here matches every request);
-node metadata, tracing, xDS clusters. Substituted: routes are inline instead of served by RDS and
+node metadata, tracing, xDS clusters. Substituted: the listener binds 127.0.0.1 on a free port
+(its name stays `0.0.0.0_8443`), routes are inline instead of served by RDS and
 answer with a direct response instead of forwarding to a backend; the ECDS resource is read from
 a file instead of istiod; the Wasm module is the local build instead of an image pull.
 """
