@@ -183,6 +183,17 @@ WILDCARD_LISTENERS = [{"name": "gateway-a", "hostnames": [A, "*.example.com"]},
                       {"name": "gateway-b", "hostnames": [B]}]
 
 
+def test_custom_authorization_is_not_asked_about_a_request_without_route(authorizer, tmp_path):
+    # The incident's gateway: no route for b.example.com on a.example.com's filter chain, so
+    # Envoy's ext_authz lets the request through unasked and sni-guard answers 421.
+    doc = extension("wasmplugin.yaml", mode="enforce")
+    gateway = extension_gateway(doc, tmp_path, custom_authz=[custom_ext_authz("ext_authz")],
+                                clusters=[authorizer.cluster])
+    with Envoy(gateway) as envoy:
+        assert coalesced(envoy) == [200, 421, 200, 200]
+    assert authorizer.hosts == [A, A, B]
+
+
 def test_custom_authorization_runs_before_an_authn_phase_extension(authorizer, tmp_path):
     # listener_builder.go: the CUSTOM ext_authz filter precedes AUTHN-phase extensions, so the
     # external authorizer is asked about the misdirected request before sni-guard answers 421.
@@ -262,3 +273,16 @@ def test_envoyfilter_with_a_wrong_sha256_fails_closed(module_server):
         assert envoy.wait_access_log(" 503 - wasm_fail_stream ", count=4)
         assert not envoy.wait_access_log(" 200 ", timeout=0.2)
         assert "Plugin sni_guard failed to load" in envoy.log()
+
+
+def test_hosts_left_out_of_listeners_pass_everywhere(tmp_path):
+    # docs/istio.md, turning it off for one server: without gateway-b's listener, b.example.com
+    # on a.example.com's connection is left to Envoy's routing (404 NR as without sni-guard),
+    # while a.example.com on b.example.com's connection is still answered 421.
+    doc = extension("wasmplugin.yaml", mode="enforce")
+    doc["spec"]["pluginConfig"]["listeners"] = [{"name": "gateway-a", "hostnames": [A]}]
+    with Envoy(extension_gateway(doc, tmp_path)) as envoy:
+        assert coalesced(envoy) == [200, 404, 200, 200]
+        port = envoy.listener_port()
+        with H2Connection(port, sni=B) as conn:
+            assert [conn.request(B).status, conn.request(A).status] == [200, 421]
