@@ -27,7 +27,8 @@ Every behaviour names the file it follows, in istio/istio at the release tags 1.
   cluster.xds-grpc, wasm`, the rbac suffixes and the `vhost` regex, `component` and `istio` last).
 - WasmPlugin/TrafficExtension -> an ECDS resource: pilot/pkg/model/extensions.go (resource name,
   pluginConfig as JSON in a StringValue, pluginName as root_id, failStrategy as failure_policy:
-  FAIL_RELOAD from 1.27), pilot/pkg/networking/core/extension/extensionfilter.go (the listener
+  FAIL_RELOAD from 1.27; 1.26-1.28 do this for proxies of 1.25 or later, as here, and set the
+  old fail_open for older ones), pilot/pkg/networking/core/extension/extensionfilter.go (the listener
   references it by name with the Wasm and RBAC type URLs). From 1.30 istiod translates each
   WasmPlugin into a TrafficExtension named `<name>~istio-translated-wasmplugin`:
   pilot/pkg/config/kube/extensions/translate.go.
