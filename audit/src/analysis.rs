@@ -294,6 +294,7 @@ mod tests {
             label: format!("default/{gw}/https"),
             hosts: hosts.iter().map(|h| Pattern::parse(h).unwrap()).collect(),
             cert: secret(cert),
+            istio_server: None,
         }
     }
 

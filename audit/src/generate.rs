@@ -12,6 +12,12 @@ use crate::model::Workload;
 /// Placeholder image reference; operators replace it with their registry's copy (`--url`).
 pub const DEFAULT_URL: &str = "oci://ghcr.io/sni-guard/sni-guard:0.1.0";
 
+/// The Istio release from which WasmPlugin accepts `failStrategy: FAIL_RELOAD` (the 1.26 schema
+/// refuses it).
+pub const FAIL_RELOAD_SINCE: (u32, u32) = (1, 27);
+/// The oldest Istio release the generated manifests are validated against.
+pub const OLDEST_ISTIO: (u32, u32) = (1, 26);
+
 /// Options of the generated configuration and manifests.
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
@@ -20,6 +26,41 @@ pub struct GenerateOptions {
     pub url: String,
     /// Where Istio gateway deployments run; their WasmPlugins go there too.
     pub istio_namespace: String,
+    /// The Istio release (major, minor) the manifests are for.
+    pub istio_release: (u32, u32),
+}
+
+impl GenerateOptions {
+    /// Fail closed, never open (sni-guard is a security check). FAIL_RELOAD where the release
+    /// has it: a VM that fails at run time costs one 503 and is replaced, where FAIL_CLOSE
+    /// answers 503 to every request until the pod restarts.
+    pub fn fail_strategy(&self) -> &'static str {
+        if self.istio_release >= FAIL_RELOAD_SINCE {
+            "FAIL_RELOAD"
+        } else {
+            "FAIL_CLOSE"
+        }
+    }
+}
+
+/// Parses `--istio-release`: `1.27` or `1.27.3`, at least [`OLDEST_ISTIO`].
+pub fn parse_release(text: &str) -> Result<(u32, u32), String> {
+    let mut parts = text.split('.').map(str::parse::<u32>);
+    let release = match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => {
+            return Err(format!(
+                "--istio-release `{text}`: expected MAJOR.MINOR, e.g. 1.27"
+            ))
+        }
+    };
+    if release < OLDEST_ISTIO {
+        return Err(format!(
+            "--istio-release `{text}`: the manifests are made for Istio {}.{} or later",
+            OLDEST_ISTIO.0, OLDEST_ISTIO.1
+        ));
+    }
+    Ok(release)
 }
 
 /// The plugin configuration for one port: one listener per server, hostnames as planned.
@@ -47,6 +88,17 @@ pub fn check(config: &Value) -> Result<(), String> {
 /// HTTPS port (the usual case), else one per port restricted with `match.ports`.
 pub fn wasm_plugins(
     report: &WorkloadReport,
+    options: &GenerateOptions,
+    taken: &mut Vec<String>,
+) -> Vec<Value> {
+    let all: Vec<u32> = report.ports.iter().map(|p| p.port).collect();
+    wasm_plugins_for_ports(report, &all, options, taken)
+}
+
+/// The WasmPlugins for some ports of a workload (those `--merge` could not fix).
+pub fn wasm_plugins_for_ports(
+    report: &WorkloadReport,
+    ports: &[u32],
     options: &GenerateOptions,
     taken: &mut Vec<String>,
 ) -> Vec<Value> {
@@ -79,6 +131,7 @@ pub fn wasm_plugins(
     report
         .ports
         .iter()
+        .filter(|port| ports.contains(&port.port))
         .map(|port| {
             let wanted = if single {
                 format!("sni-guard-{base}")
@@ -90,7 +143,7 @@ pub fn wasm_plugins(
                 "selector": {"matchLabels": labels},
                 "url": options.url,
                 "phase": "AUTHN",
-                "failStrategy": "FAIL_CLOSE",
+                "failStrategy": options.fail_strategy(),
                 "pluginConfig": port_config(port, &options.mode),
             });
             if !single {
@@ -109,7 +162,7 @@ pub fn wasm_plugins(
 }
 
 /// Lowercase letters, digits and `-`, at most 63 characters, as Kubernetes names require.
-fn dns_label(raw: &str) -> String {
+pub fn dns_label(raw: &str) -> String {
     let mut out: String = raw
         .chars()
         .map(|c| {
@@ -131,7 +184,7 @@ fn dns_label(raw: &str) -> String {
     out
 }
 
-fn unique_name(wanted: &str, namespace: &str, taken: &mut Vec<String>) -> String {
+pub fn unique_name(wanted: &str, namespace: &str, taken: &mut Vec<String>) -> String {
     let mut name = wanted.to_owned();
     let mut n = 1;
     while taken.contains(&format!("{namespace}/{name}")) {
@@ -166,6 +219,7 @@ mod tests {
             label: label.into(),
             hosts: hosts.iter().map(|h| Pattern::parse(h).unwrap()).collect(),
             cert: CertRef::IstioMutual,
+            istio_server: None,
         }
     }
 
@@ -174,6 +228,7 @@ mod tests {
             mode: "dry_run".into(),
             url: DEFAULT_URL.into(),
             istio_namespace: "istio-system".into(),
+            istio_release: FAIL_RELOAD_SINCE,
         }
     }
 
@@ -217,6 +272,24 @@ mod tests {
         assert!(plugins[0]["spec"].get("match").is_none());
         let again = wasm_plugins(&single[0], &options(), &mut taken);
         assert_eq!(again[0]["metadata"]["name"], "sni-guard-ingressgateway-2");
+    }
+
+    #[test]
+    fn fail_reload_from_1_27_fail_close_on_1_26() {
+        let servers = [server(443, &["a.test"], "a")];
+        let report = analyse(&servers, &CertStore::new());
+        let plugin = |release: &str| {
+            let options = GenerateOptions {
+                istio_release: parse_release(release).unwrap(),
+                ..options()
+            };
+            wasm_plugins(&report[0], &options, &mut Vec::new())[0]["spec"]["failStrategy"].clone()
+        };
+        assert_eq!(plugin("1.26"), "FAIL_CLOSE");
+        assert_eq!(plugin("1.27.2"), "FAIL_RELOAD");
+        assert_eq!(plugin("1.30"), "FAIL_RELOAD");
+        assert!(parse_release("1.25").unwrap_err().contains("1.26 or later"));
+        assert!(parse_release("latest").unwrap_err().contains("MAJOR.MINOR"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sni_guard::listeners::Pattern;
 
-use crate::model::{CertRef, Excluded, Inventory, Origin, Server, Workload};
+use crate::model::{CertRef, Excluded, Inventory, Origin, Server, VirtualService, Workload};
 
 const ISTIO_KIND: &str = "Gateway";
 const GATEWAY_API_KIND: &str = "Gateway.gateway.networking.k8s.io";
@@ -128,16 +128,32 @@ fn read_object(
         }
         return Ok(());
     }
+    let group = api_version.split('/').next().unwrap_or_default();
+    if kind == "VirtualService" && group == "networking.istio.io" {
+        let vs: IstioVirtualService = typed(location, "VirtualService", value)?;
+        inventory.ignored += 1;
+        inventory.virtual_services.push(VirtualService {
+            namespace: vs.metadata.namespace(),
+            name: vs.metadata.name,
+            gateways: vs.spec.gateways,
+        });
+        return Ok(());
+    }
     if kind != "Gateway" {
         inventory.ignored += 1;
         return Ok(());
     }
-    let group = api_version.split('/').next().unwrap_or_default();
     match group {
         "networking.istio.io" => {
+            // The servers as written, for `--merge`; the typed form below checks them.
+            let raw_servers = value
+                .pointer("/spec/servers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let gw: IstioGateway = typed(location, "Gateway", value)?;
             inventory.istio_gateways += 1;
-            istio_servers(gw, options, inventory);
+            istio_servers(gw, &raw_servers, options, inventory);
         }
         "gateway.networking.k8s.io" => {
             let gw: ApiGateway = typed(location, "Gateway", value)?;
@@ -183,6 +199,19 @@ impl Metadata {
     fn namespace(&self) -> String {
         self.namespace.clone().unwrap_or_else(|| "default".into())
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct IstioVirtualService {
+    metadata: Metadata,
+    #[serde(default)]
+    spec: IstioVirtualServiceSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct IstioVirtualServiceSpec {
+    #[serde(default)]
+    gateways: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,7 +261,12 @@ struct IstioTls {
     server_certificate: Option<String>,
 }
 
-fn istio_servers(gw: IstioGateway, options: &ReadOptions, inventory: &mut Inventory) {
+fn istio_servers(
+    gw: IstioGateway,
+    raw_servers: &[Value],
+    options: &ReadOptions,
+    inventory: &mut Inventory,
+) {
     let namespace = gw.metadata.namespace();
     let name = gw.metadata.name.clone();
     let workload = Workload::Istio {
@@ -311,6 +345,7 @@ fn istio_servers(gw: IstioGateway, options: &ReadOptions, inventory: &mut Invent
             origin,
             hosts,
             cert,
+            istio_server: raw_servers.get(i).cloned(),
         });
     }
 }
@@ -469,6 +504,7 @@ fn api_listeners(gw: ApiGateway, inventory: &mut Inventory) {
             origin,
             hosts,
             cert,
+            istio_server: None,
         });
     }
 }

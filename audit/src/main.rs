@@ -8,6 +8,7 @@ mod analysis;
 mod certs;
 mod generate;
 mod input;
+mod merge;
 mod model;
 mod output;
 
@@ -46,6 +47,14 @@ OPTIONS:
     --wasmplugin            Write Istio WasmPlugin manifests (YAML) to standard output; the table
                             goes to standard error. With --json, add them to the report instead.
     --url URL               Image of the WasmPlugins [default: oci://ghcr.io/sni-guard/sni-guard:0.1.0].
+    --istio-release R       Istio release the manifests are for, e.g. 1.26 [default: 1.27]:
+                            failStrategy FAIL_RELOAD from 1.27, FAIL_CLOSE on 1.26.
+    --merge                 Write the fix that needs no filter: for each port where servers share
+                            a certificate, one Istio Gateway with one server listing all their
+                            hosts (YAML on standard output; what to remove and which
+                            VirtualServices to rebind on standard error). Where merging is
+                            impossible, say why and write the WasmPlugins for those ports.
+                            Also reads VirtualServices (kubectl get virtualservices -A -o yaml).
     -h, --help              Show this help.
     -V, --version           Show the version.
 
@@ -65,6 +74,8 @@ struct Args {
     url: String,
     json: bool,
     wasmplugin: bool,
+    merge: bool,
+    istio_release: (u32, u32),
 }
 
 enum Parsed {
@@ -83,6 +94,8 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         url: generate::DEFAULT_URL.into(),
         json: false,
         wasmplugin: false,
+        merge: false,
+        istio_release: generate::FAIL_RELOAD_SINCE,
     };
     let mut raw = raw.into_iter();
     let mut only_files = false;
@@ -107,6 +120,10 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "-V" | "--version" => return Ok(Parsed::Version),
             "--json" => args.json = true,
             "--wasmplugin" => args.wasmplugin = true,
+            "--merge" => args.merge = true,
+            "--istio-release" => {
+                args.istio_release = generate::parse_release(&value("--istio-release")?)?;
+            }
             "--cert" => {
                 let v = value("--cert")?;
                 let (key, path) = v
@@ -198,13 +215,32 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         mode: args.mode.clone(),
         url: args.url.clone(),
         istio_namespace: args.istio_namespace.clone(),
+        istio_release: args.istio_release,
     };
     for port in reports.iter().flat_map(|w| &w.ports) {
         generate::check(&generate::port_config(port, &gen.mode))
             .map_err(|e| format!("internal error, please report: {e}"))?;
     }
-    let plugins = if args.wasmplugin {
-        let mut taken = Vec::new();
+    let mut taken = Vec::new();
+    let merges = args.merge.then(|| {
+        merge::plan(
+            &reports,
+            &inventory.virtual_services,
+            &args.istio_namespace,
+            &mut taken,
+        )
+    });
+    let plugins = if let Some(plan) = &merges {
+        // The fallback: the filter for the ports no merge fixes.
+        let plugins: Vec<_> = reports
+            .iter()
+            .flat_map(|w| {
+                let ports = plan.refused_ports(&w.workload);
+                generate::wasm_plugins_for_ports(w, &ports, &gen, &mut taken)
+            })
+            .collect();
+        Some(plugins)
+    } else if args.wasmplugin {
         let plugins: Vec<_> = reports
             .iter()
             .flat_map(|w| generate::wasm_plugins(w, &gen, &mut taken))
@@ -224,13 +260,20 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = if args.json {
-        let report = output::to_json(&audit, plugins.as_deref());
+        let report = output::to_json(&audit, plugins.as_deref(), merges.as_ref());
         serde_json::to_string_pretty(&report)
             .map_err(|e| e.to_string())
             .and_then(|s| writeln!(out, "{s}").map_err(|e| e.to_string()))
     } else if let Some(plugins) = &plugins {
         eprint!("{}", output::to_table(&audit));
-        output::plugins_yaml(plugins).and_then(|s| write!(out, "{s}").map_err(|e| e.to_string()))
+        let mut manifests = Vec::new();
+        if let Some(plan) = &merges {
+            eprint!("{}", output::merge_text(plan));
+            manifests.extend(plan.merges.iter().map(|m| m.gateway.clone()));
+        }
+        manifests.extend(plugins.iter().cloned());
+        output::manifests_yaml(&manifests)
+            .and_then(|s| write!(out, "{s}").map_err(|e| e.to_string()))
     } else {
         write!(out, "{}", output::to_table(&audit)).map_err(|e| e.to_string())
     };
@@ -287,5 +330,10 @@ mod tests {
         assert!(parse(&["x", "--certs"])
             .unwrap_err()
             .contains("needs a value"));
+        assert!(parse(&["x", "--istio-release", "1.20"])
+            .unwrap_err()
+            .contains("1.26 or later"));
+        let a = parse(&["x", "--merge", "--istio-release=1.26"]).unwrap();
+        assert!(a.merge && a.istio_release == (1, 26));
     }
 }

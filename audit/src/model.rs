@@ -122,6 +122,19 @@ pub struct Server {
     /// Normalised, deduplicated host patterns, in input order.
     pub hosts: Vec<Pattern>,
     pub cert: CertRef,
+    /// The Istio `Gateway` server as written (`port`, `hosts`, `tls`, ...), which `--merge`
+    /// copies the TLS settings from; `None` for a Gateway API listener.
+    pub istio_server: Option<serde_json::Value>,
+}
+
+/// An Istio `VirtualService`, as far as `--merge` needs it: the Gateways it binds to.
+#[derive(Clone, Debug)]
+pub struct VirtualService {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.gateways` as written: `name` (the VirtualService's namespace), `namespace/name` or
+    /// `mesh`.
+    pub gateways: Vec<String>,
 }
 
 /// A server, listener or host left out of the analysis, and why.
@@ -141,6 +154,7 @@ pub struct Inventory {
     /// Number of Istio and Gateway API Gateway objects read.
     pub istio_gateways: usize,
     pub gateway_api_gateways: usize,
-    /// Objects of other kinds, skipped.
+    /// Objects of other kinds, skipped (VirtualServices included: only `--merge` reads them).
     pub ignored: usize,
+    pub virtual_services: Vec<VirtualService>,
 }

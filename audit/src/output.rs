@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::analysis::{Finding, PortReport, WorkloadReport};
 use crate::certs::CertStore;
 use crate::generate::port_config;
+use crate::merge::MergePlan;
 use crate::model::{CertRef, Excluded, Inventory, Workload};
 
 pub const SCHEMA: &str = "sni-guard-audit/v1";
@@ -125,7 +126,7 @@ pub fn message(finding: &Finding) -> String {
 }
 
 /// The JSON report.
-pub fn to_json(audit: &Audit, wasmplugins: Option<&[Value]>) -> Value {
+pub fn to_json(audit: &Audit, wasmplugins: Option<&[Value]>, merges: Option<&MergePlan>) -> Value {
     let workloads: Vec<Value> = audit
         .reports
         .iter()
@@ -153,7 +154,64 @@ pub fn to_json(audit: &Audit, wasmplugins: Option<&[Value]>) -> Value {
     if let (Some(plugins), Some(map)) = (wasmplugins, report.as_object_mut()) {
         map.insert("wasmplugins".into(), Value::Array(plugins.to_vec()));
     }
+    if let (Some(plan), Some(map)) = (merges, report.as_object_mut()) {
+        let merges: Vec<Value> = plan
+            .merges
+            .iter()
+            .map(|m| {
+                json!({
+                    "workload": m.workload,
+                    "port": m.port,
+                    "gateway": m.gateway,
+                    "replaces": m.replaces,
+                    "virtual_services": m.virtual_services,
+                })
+            })
+            .collect();
+        let refusals: Vec<Value> = plan
+            .refusals
+            .iter()
+            .map(|r| json!({"workload": r.workload, "port": r.port, "reason": r.reason}))
+            .collect();
+        map.insert("merges".into(), Value::Array(merges));
+        map.insert("merge_refusals".into(), Value::Array(refusals));
+    }
     report
+}
+
+/// What `--merge` did, for people (standard error; the manifests go to standard output).
+pub fn merge_text(plan: &MergePlan) -> String {
+    let mut out = String::new();
+    for m in &plan.merges {
+        let name = m.gateway.pointer("/metadata/name").and_then(Value::as_str);
+        let namespace = m
+            .gateway
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str);
+        let _ = writeln!(
+            out,
+            "\nMERGE {}  port {}: Gateway {}/{} (below) serves all their hosts on one filter \
+             chain and one route table",
+            m.workload,
+            m.port,
+            namespace.unwrap_or_default(),
+            name.unwrap_or_default()
+        );
+        for r in &m.replaces {
+            let _ = writeln!(out, "  remove {r} (delete a Gateway left without servers)");
+        }
+        for v in &m.virtual_services {
+            let _ = writeln!(out, "  {v}");
+        }
+    }
+    for r in &plan.refusals {
+        let _ = writeln!(
+            out,
+            "\nNO MERGE {}  port {}: {}; the WasmPlugin below keeps them apart with 421",
+            r.workload, r.port, r.reason
+        );
+    }
+    out
 }
 
 fn workload_json(w: &WorkloadReport, audit: &Audit) -> Value {
@@ -366,7 +424,7 @@ fn width(header: &[String; 3], rows: &[[String; 3]], col: usize) -> usize {
 }
 
 /// The manifests as one YAML stream for `kubectl apply -f -`.
-pub fn plugins_yaml(plugins: &[Value]) -> Result<String, String> {
+pub fn manifests_yaml(plugins: &[Value]) -> Result<String, String> {
     let mut out = String::new();
     for plugin in plugins {
         let yaml = serde_norway::to_string(plugin).map_err(|e| e.to_string())?;

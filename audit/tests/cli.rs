@@ -316,7 +316,7 @@ fn wasmplugin_manifest_installs_the_generated_config() {
     );
     assert_eq!(p["spec"]["url"], "oci://ghcr.io/sni-guard/sni-guard:0.1.0");
     assert_eq!(p["spec"]["phase"], "AUTHN");
-    assert_eq!(p["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(p["spec"]["failStrategy"], "FAIL_RELOAD");
     assert!(p["spec"].get("match").is_none());
     let config = &p["spec"]["pluginConfig"];
     sni_guard::config::parse(&serde_json::to_vec(config).unwrap()).unwrap();
@@ -403,4 +403,64 @@ fn help_and_version() {
     let r = run(&["-V"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.starts_with("sni-guard-audit "));
+}
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn istio_1_26_gets_fail_close() {
+    let r = run(&[
+        &fixture("incident.yaml"),
+        "--wasmplugin",
+        "--istio-release",
+        "1.26",
+    ]);
+    let docs = yaml_docs(&r.stdout);
+    assert_eq!(docs[0]["spec"]["failStrategy"], "FAIL_CLOSE");
+}
+
+#[test]
+fn merge_writes_one_gateway_per_shared_certificate_and_falls_back_where_it_cannot() {
+    let r = run(&[&fixture("merge.yaml"), "--merge"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let docs = yaml_docs(&r.stdout);
+    assert_eq!(docs.len(), 2, "{}", r.stdout);
+    let gw = &docs[0];
+    assert_eq!(gw["kind"], "Gateway");
+    assert_eq!(gw["metadata"]["namespace"], "istio-system");
+    assert_eq!(gw["spec"]["selector"]["istio"], "ingress");
+    let servers = gw["spec"]["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(
+        servers[0]["hosts"],
+        serde_json::json!(["team-a/a.example.com", "b.example.com"])
+    );
+    assert_eq!(servers[0]["tls"]["minProtocolVersion"], "TLSV1_2");
+    assert!(r
+        .stderr
+        .contains("remove servers[0] of Gateway team-a/gateway-a"));
+    assert!(r
+        .stderr
+        .contains("VirtualService team-a/a: add `istio-system/merged-wildcard-example-com-443`"));
+    assert!(r.stderr.contains("VirtualService team-b/b: add"));
+    // The internal gateway's servers differ in TLS mode: no merge, the filter instead.
+    assert!(r
+        .stderr
+        .contains("NO MERGE istio:istio=internal  port 443: different TLS settings"));
+    let plugin = &docs[1];
+    assert_eq!(plugin["kind"], "WasmPlugin");
+    assert_eq!(
+        plugin["spec"]["selector"]["matchLabels"]["istio"],
+        "internal"
+    );
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_RELOAD");
+
+    let report = report(&[&fixture("merge.yaml"), "--merge"], 1);
+    assert_eq!(report["merges"].as_array().unwrap().len(), 1);
+    assert_eq!(report["merge_refusals"][0]["port"], 443);
+    assert_eq!(report["wasmplugins"].as_array().unwrap().len(), 1);
 }

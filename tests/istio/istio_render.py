@@ -1,28 +1,51 @@
 """What Istio would program into an ingress gateway's Envoy for the manifests under istio/.
 
-Two halves:
+There is no istiod, istio-agent or Kubernetes here, so this module builds the Envoy configuration
+they would send, from reading Istio's source (facts, not copied code), and real Envoy runs it.
+Every behaviour names the file it follows, in istio/istio at the release tags 1.26.8, 1.27.9,
+1.28.10, 1.29.6 and 1.30.3 (where the releases differ, `release` selects the behaviour):
 
-- An Envoy bootstrap shaped like an Istio ingress gateway serving two `Gateway` resources that
-  share one certificate (`istio_gateway`): listener `0.0.0.0_8443` with the TLS inspector, one
-  filter chain per Gateway server matched on SNI `server_names`, each with its own route table
-  (`https.443.https.gateway-a.default`), virtual host `a.example.com:443` with domains
-  `a.example.com` and `a.example.com:*`, HTTP connection manager stat prefix
-  `outbound_0.0.0.0_8443`, the upstream filters Istio puts before the router (CORS, fault),
-  Istio's default access log format and Istio's bootstrap `stats_config` (its tag regexes and the
-  stats inclusion list every Istio proxy starts with).
-- Converters from each manifest to the filter Istio hands that Envoy:
-  WasmPlugin / TrafficExtension -> an ECDS resource named like Istio names it
-  (`extensions.istio.io/wasmplugin/<ns>.<name>`), carrying the Wasm filter istiod builds
-  (pluginConfig as compact JSON in a StringValue, pluginName as root_id, failStrategy as
-  failure_policy) with the `oci://` code source replaced by the local file istio-agent would have
-  pulled; or, when the pull fails, the RBAC filter istio-agent sends instead. Phase AUTHN puts
-  it first among the HTTP filters. EnvoyFilter -> `patch.value` inserted before the router, a
-  `remote` code source pointed at a local HTTP server.
+- Listener `0.0.0.0_8443` with the TLS inspector, one filter chain per `Gateway` server matched on
+  SNI (ALPN h2 and http/1.1), HTTP connection manager `stat_prefix` "outbound_0.0.0.0_8443",
+  `server_name` "istio-envoy", `use_remote_address` on a gateway, `normalize_path` (mesh default
+  path normalization): pilot/pkg/networking/core/gateway.go, listener_builder.go, accesslog.go
+  (EnvoyServerName).
+- Route table names `https.443.https.<gateway>.<namespace>`: pilot/pkg/model/gateway.go
+  (gatewayRDSRouteName); virtual host `<host>:443` with domains `<host>` and `<host>:*`:
+  pilot/pkg/networking/core/gateway.go.
+- The order of the HTTP filters: pilot/pkg/networking/core/listener_builder.go
+  (buildHTTPConnectionManager): metadata exchange, CUSTOM ext_authz, AUTHN-phase extensions,
+  authentication, AUTHZ-phase, authorization, STATS-phase, unphased, grpc_stats, ALPN, fault,
+  cors, telemetry, router. grpc_stats/fault/cors configs: pilot/pkg/xds/filters/filters.go.
+- The CUSTOM ext_authz filter (AuthorizationPolicy `action: CUSTOM`, HTTP provider):
+  pilot/pkg/security/authz/builder/extauthz.go (generateHTTPConfig).
+- Istio's default text access log format: pilot/pkg/model/telemetry_logging.go
+  (EnvoyTextLogFormat, identical in all five releases).
+- Bootstrap `stats_config`: tools/packaging/common/envoy_bootstrap.json (stats_tags, identical in
+  all five releases) and pkg/bootstrap/config.go (the stats matcher: `reporter=` first, the
+  ProxyConfig inclusions, then the required prefixes `cluster_manager, listener_manager, server,
+  cluster.xds-grpc, wasm`, the rbac suffixes and the `vhost` regex, `component` and `istio` last).
+- WasmPlugin/TrafficExtension -> an ECDS resource: pilot/pkg/model/extensions.go (resource name,
+  pluginConfig as JSON in a StringValue, pluginName as root_id, failStrategy as failure_policy:
+  FAIL_RELOAD from 1.27; 1.26-1.28 do this for proxies of 1.25 or later, as here, and set the
+  old fail_open for older ones), pilot/pkg/networking/core/extension/extensionfilter.go (the listener
+  references it by name with the Wasm and RBAC type URLs). From 1.30 istiod translates each
+  WasmPlugin into a TrafficExtension named `<name>~istio-translated-wasmplugin`:
+  pilot/pkg/config/kube/extensions/translate.go.
+- istio-agent: pkg/wasm/convert.go (the `oci://` code source becomes the local file it pulled,
+  its internal environment variables are stripped; when the pull fails, an RBAC filter that allows
+  everything for FAIL_OPEN and denies everything otherwise, with `rules_stat_prefix` from 1.28).
+- EnvoyFilter `INSERT_FIRST` on HTTP_FILTER: pilot/pkg/networking/core/envoyfilter/listener_patch.go
+  (patchHTTPFilters: prepended to the HTTP filters of every matching connection manager).
 
-Facts taken from Istio's sources (not copied code): pilot/pkg/model/extensions.go (plugin
-config conversion), pkg/wasm/convert.go (agent rewrite and RBAC fallback),
-tools/packaging/common/envoy_bootstrap.json and pkg/bootstrap/config.go (stats_config),
-pilot/pkg/model/telemetry_logging.go (access log format).
+Left out, because upstream Envoy cannot run them or this test has no use for them (leaving them
+out changes no behaviour tested here): the Istio-proxy-only filters `istio.metadata_exchange`,
+`istio.alpn` and `istio.stats`; the RBAC shadow-rules filter Istio puts before a CUSTOM ext_authz
+filter to enable it only for requests the policy matches (the policy here matches every request);
+node metadata, tracing, xDS clusters. Substituted: the listener binds 127.0.0.1 on a free port
+(its name stays `0.0.0.0_8443`), routes are inline instead of served by RDS and
+answer with a direct response instead of forwarding to a backend; the ECDS resource is read from
+a file instead of istiod; the Wasm module is the local build instead of an image pull.
 """
 
 from __future__ import annotations
@@ -38,10 +61,27 @@ from harness.envoy import CERTS, REPO, WASM, free_port
 ISTIO_DIR = REPO / "istio"
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
-ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+RELEASES = ["1.26", "1.27", "1.28", "1.29", "1.30"]
 
-# Istio's default text access log format (EnvoyTextLogFormat).
+
+def since(release: str, first: str) -> bool:
+    return RELEASES.index(release) >= RELEASES.index(first)
+
+
+def http_filter(name: str, type_url: str, **config) -> dict:
+    return {"name": name, "typed_config": {"@type": f"type.googleapis.com/{type_url}", **config}}
+
+
+# pilot/pkg/xds/filters/filters.go
+GRPC_STATS = http_filter("envoy.filters.http.grpc_stats",
+                         "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
+                         emit_filter_state=True, stats_for_all_methods=False)
+FAULT = http_filter("envoy.filters.http.fault",
+                    "envoy.extensions.filters.http.fault.v3.HTTPFault")
+CORS = http_filter("envoy.filters.http.cors", "envoy.extensions.filters.http.cors.v3.Cors")
+ROUTER = http_filter("envoy.filters.http.router", "envoy.extensions.filters.http.router.v3.Router")
+
+# pilot/pkg/model/telemetry_logging.go, EnvoyTextLogFormat.
 ISTIO_ACCESS_LOG_FORMAT = (
     "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
     "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
@@ -51,16 +91,17 @@ ISTIO_ACCESS_LOG_FORMAT = (
     "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
     "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n")
 
-# Istio's bootstrap stats tags (without the per-mesh extraStatTags).
+# tools/packaging/common/envoy_bootstrap.json, stats_tags (without a mesh's extraStatTags).
 ISTIO_STATS_TAGS = [
-    {"tag_name": "cluster_name", "regex": r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)"},
+    {"tag_name": "cluster_name", "regex": r"^cluster(\.(.+);)"},
+    {"tag_name": "http_conn_manager_prefix",
+     "regex": r"^http\.(((?:[_.[:digit:]\w]*|[_\[\]aAbBcCdDeEfF[:digit:]\w\:]*));\.)"},
+    {"tag_name": "thread_name", "regex": r"^server(\.(.+))\.watchdog"},
     {"tag_name": "tcp_prefix", "regex": r"^tcp\.((.*?)\.)\w+?$"},
     {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
     {"tag_name": "response_code_class", "regex": r"_rq(_(\dxx))$"},
     {"tag_name": "http_conn_manager_listener_prefix",
      "regex": r"^listener(?=\.).*?\.http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
-    {"tag_name": "http_conn_manager_prefix",
-     "regex": r"^http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
     {"tag_name": "listener_address",
      "regex": r"^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)"},
     {"tag_name": "mongo_prefix",
@@ -74,8 +115,8 @@ ISTIO_STATS_TAGS = [
     {"tag_name": "authz_dry_run_result", "regex": r"(\.shadow_(allowed|denied))"},
 ]
 
-# The stats every Istio proxy keeps whatever proxyStatsMatcher says: `reporter=` first, the
-# required prefixes after the user's, `component` and `istio` last.
+# pkg/bootstrap/config.go: kept whatever a ProxyConfig `proxyStatsMatcher` says (a gateway pod
+# does not set ExitOnZeroActiveConnections, so the suffixes are the rbac ones only).
 ISTIO_REQUIRED_PREFIXES = ["cluster_manager", "listener_manager", "server", "cluster.xds-grpc",
                            "wasm"]
 ISTIO_REQUIRED_SUFFIXES = ["rbac.allowed", "rbac.denied", "shadow_allowed", "shadow_denied"]
@@ -104,54 +145,43 @@ def documents(name: str) -> list[dict]:
     return [d for d in yaml.safe_load_all((ISTIO_DIR / name).read_text()) if d]
 
 
-# -- stats -----------------------------------------------------------------------------------------
-
-def istio_stats_matcher(proxy_stats_matcher: dict | None = None,
-                        required_prefixes: list[str] = ISTIO_REQUIRED_PREFIXES) -> dict:
-    """The bootstrap `stats_matcher` Istio renders from a ProxyConfig `proxyStatsMatcher`."""
+def istio_stats_config(proxy_stats_matcher: dict | None = None) -> dict:
+    """The bootstrap `stats_config` Istio renders, for a ProxyConfig `proxyStatsMatcher`."""
     m = proxy_stats_matcher or {}
     patterns = [{"prefix": "reporter="}]
-    patterns += [{"prefix": p} for p in m.get("inclusionPrefixes", []) + required_prefixes]
+    patterns += [{"prefix": p} for p in m.get("inclusionPrefixes", []) + ISTIO_REQUIRED_PREFIXES]
     patterns += [{"suffix": s} for s in m.get("inclusionSuffixes", []) + ISTIO_REQUIRED_SUFFIXES]
     patterns += [{"safe_regex": {"regex": r}}
                  for r in m.get("inclusionRegexps", []) + ISTIO_REQUIRED_REGEXPS]
     patterns += [{"prefix": "component"}, {"prefix": "istio"}]
-    return {"inclusion_list": {"patterns": patterns}}
-
-
-def istio_stats_config(proxy_stats_matcher: dict | None = None, **kw) -> dict:
     return {"use_all_default_tags": False, "stats_tags": copy.deepcopy(ISTIO_STATS_TAGS),
-            "stats_matcher": istio_stats_matcher(proxy_stats_matcher, **kw)}
-
-
-def proto_merge(base, patch):
-    """Merges like Envoy/Istio's proto MERGE: messages field by field, repeated fields appended,
-    scalars replaced."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for k, v in patch.items():
-            out[k] = proto_merge(base[k], v) if k in base else copy.deepcopy(v)
-        return out
-    if isinstance(base, list) and isinstance(patch, list):
-        return base + copy.deepcopy(patch)
-    return copy.deepcopy(patch)
-
-
-def apply_bootstrap_patches(bootstrap: dict, envoyfilter: dict) -> dict:
-    """Applies the `applyTo: BOOTSTRAP` MERGE patches of an EnvoyFilter."""
-    for p in envoyfilter["spec"]["configPatches"]:
-        assert p["applyTo"] == "BOOTSTRAP" and p["patch"]["operation"] == "MERGE", p
-        bootstrap = proto_merge(bootstrap, p["patch"]["value"])
-    return bootstrap
+            "stats_matcher": {"inclusion_list": {"patterns": patterns}}}
 
 
 # -- the gateway -----------------------------------------------------------------------------------
 
-def istio_gateway(filters: list[dict] | None = None, *, first: bool = False,
-                  servers: list[Server] = SERVERS, stats_config: dict | None = None,
-                  clusters: list[dict] | None = None) -> dict:
-    """The ingress gateway bootstrap. `filters` go first among the HTTP filters (`first`, phase
-    AUTHN) or just before the router (EnvoyFilter INSERT_BEFORE the router)."""
+def istio_http_filters(*, custom_authz: list[dict] = (), authn_phase: list[dict] = ()) -> list:
+    """The HTTP filters of a gateway connection manager in listener_builder.go's order (the
+    Istio-proxy-only filters left out, no authentication or ALLOW/DENY policies)."""
+    return [*copy.deepcopy(custom_authz), *copy.deepcopy(authn_phase), GRPC_STATS, FAULT, CORS,
+            ROUTER]
+
+
+def custom_ext_authz(cluster: str) -> dict:
+    """The ext_authz filter of an AuthorizationPolicy `action: CUSTOM` with an HTTP provider at
+    `cluster` (defaults of extauthz.go: 600s timeout, fail closed, 403 on error)."""
+    return http_filter(
+        "envoy.filters.http.ext_authz", "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        transport_api_version="V3",
+        http_service={"server_uri": {"uri": "http://ext-authz.example", "cluster": cluster,
+                                     "timeout": "600s"}})
+
+
+def istio_gateway(http_filters: list[dict] | None = None, *, servers: list[Server] = SERVERS,
+                  stats_config: dict | None = None, clusters: list[dict] | None = None) -> dict:
+    """The ingress gateway bootstrap, its connection managers carrying `http_filters` (by default
+    Istio's own, with no extension)."""
+    http_filters = istio_http_filters() if http_filters is None else http_filters
     tls = {"name": "envoy.transport_sockets.tls", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
                  "DownstreamTlsContext",
@@ -160,14 +190,6 @@ def istio_gateway(filters: list[dict] | None = None, *, first: bool = False,
             "tls_certificates": [{
                 "certificate_chain": {"filename": str(CERTS / "wildcard.crt")},
                 "private_key": {"filename": str(CERTS / "wildcard.key")}}]}}}
-    base_filters = [
-        {"name": "envoy.filters.http.cors", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
-        {"name": "envoy.filters.http.fault", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}},
-    ]
-    extra = copy.deepcopy(filters or [])
-    http_filters = (extra + base_filters if first else base_filters + extra) + [ROUTER]
 
     def chain(server: Server) -> dict:
         return {
@@ -205,9 +227,9 @@ def istio_gateway(filters: list[dict] | None = None, *, first: bool = False,
 
     return {
         # Istio's node identity for a gateway pod (also required by file-based ECDS).
-        "node": {"id": "router~127.0.0.1~istio-ingressgateway-0.istio-system~"
-                       "istio-system.svc.cluster.local",
-                 "cluster": "istio-ingressgateway.istio-system"},
+        "node": {"id": "router~127.0.0.1~istio-ingress-0.istio-ingress~"
+                       "istio-ingress.svc.cluster.local",
+                 "cluster": "istio-ingress.istio-ingress"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "stats_config": stats_config if stats_config is not None else istio_stats_config(),
         "static_resources": {
@@ -227,10 +249,13 @@ def istio_gateway(filters: list[dict] | None = None, *, first: bool = False,
 
 # -- WasmPlugin / TrafficExtension -----------------------------------------------------------------
 
-FAILURE_POLICY = {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN",
-                  "FAIL_RELOAD": "FAIL_RELOAD"}
-RESOURCE_PREFIX = {"WasmPlugin": "extensions.istio.io/wasmplugin/",
-                   "TrafficExtension": "extensions.istio.io/trafficextension/"}
+def failure_policy(fail_strategy: str | None, release: str) -> str | None:
+    """extensions.go: Istio's failStrategy as Envoy's failure_policy (FAIL_RELOAD from 1.27;
+    1.26 leaves it unset, though its WasmPlugin schema refuses the value anyway)."""
+    mapping = {"FAIL_OPEN": "FAIL_OPEN", "FAIL_CLOSE": "FAIL_CLOSED"}
+    if since(release, "1.27"):
+        mapping["FAIL_RELOAD"] = "FAIL_RELOAD"
+    return mapping.get(fail_strategy or "")
 
 
 def wasm_fields(doc: dict) -> dict:
@@ -238,18 +263,27 @@ def wasm_fields(doc: dict) -> dict:
     return doc["spec"]["wasm"] if doc["kind"] == "TrafficExtension" else doc["spec"]
 
 
-def resource_name(doc: dict) -> str:
+def plugin_name(doc: dict, release: str) -> str:
+    """`<namespace>.<name>` of the extension istiod builds (the Wasm config's `name`)."""
     md = doc["metadata"]
-    return f"{RESOURCE_PREFIX[doc['kind']]}{md['namespace']}.{md['name']}"
+    if doc["kind"] == "WasmPlugin" and since(release, "1.30"):
+        return f"{md['namespace']}.{md['name']}~istio-translated-wasmplugin"
+    return f"{md['namespace']}.{md['name']}"
 
 
-def extension_wasm_filter(doc: dict, wasm: Path = WASM) -> dict:
+def resource_name(doc: dict, release: str) -> str:
+    """The ECDS resource name, which is also the HTTP filter's name in the listener."""
+    kind = "wasmplugin" if doc["kind"] == "WasmPlugin" and not since(release, "1.30") \
+        else "trafficextension"
+    return f"extensions.istio.io/{kind}/{plugin_name(doc, release)}"
+
+
+def extension_wasm_filter(doc: dict, release: str, wasm: Path = WASM) -> dict:
     """The Wasm HTTP filter config istiod builds for the resource, after istio-agent pulled the
     module and rewrote the code source to the file it stored."""
     f = wasm_fields(doc)
-    md = doc["metadata"]
     config = {
-        "name": f"{md['namespace']}.{md['name']}",
+        "name": plugin_name(doc, release),
         "root_id": f.get("pluginName", ""),
         "vm_config": {"runtime": "envoy.wasm.runtime.v8",
                       "code": {"local": {"filename": str(wasm)}}},
@@ -258,23 +292,28 @@ def extension_wasm_filter(doc: dict, wasm: Path = WASM) -> dict:
         config["configuration"] = {
             "@type": "type.googleapis.com/google.protobuf.StringValue",
             "value": json.dumps(f["pluginConfig"], separators=(",", ":"))}
-    if f.get("failStrategy"):
-        config["failure_policy"] = FAILURE_POLICY[f["failStrategy"]]
+    policy = failure_policy(f.get("failStrategy"), release)
+    if policy:
+        config["failure_policy"] = policy
     return {"@type": WASM_TYPE, "config": config}
 
 
-def agent_pull_failure_filter(doc: dict) -> dict:
+def agent_pull_failure_filter(doc: dict, release: str) -> dict:
     """What istio-agent sends instead when it cannot pull the module: an RBAC filter that allows
     everything for FAIL_OPEN and denies everything otherwise (FAIL_CLOSE, FAIL_RELOAD, unset)."""
-    if wasm_fields(doc).get("failStrategy") == "FAIL_OPEN":
-        return {"@type": RBAC_TYPE, "rules_stat_prefix": "wasm-default-allow"}
-    return {"@type": RBAC_TYPE, "rules": {}, "rules_stat_prefix": "wasm-default-deny"}
+    fail_open = wasm_fields(doc).get("failStrategy") == "FAIL_OPEN"
+    rbac = {"@type": RBAC_TYPE}
+    if not fail_open:
+        rbac["rules"] = {}
+    if since(release, "1.28"):
+        rbac["rules_stat_prefix"] = "wasm-default-allow" if fail_open else "wasm-default-deny"
+    return rbac
 
 
-def ecds_filter(doc: dict, typed_config: dict, workdir: Path) -> dict:
+def ecds_filter(doc: dict, typed_config: dict, workdir: Path, release: str) -> dict:
     """The HTTP filter entry Istio puts in the listener (a reference to an ECDS resource) and the
     ECDS resource itself, served here from a file instead of istiod."""
-    name = resource_name(doc)
+    name = resource_name(doc, release)
     path = workdir / f"ecds-{free_port()}.yaml"
     path.write_text(yaml.safe_dump({"version_info": "1", "resources": [{
         "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
@@ -285,27 +324,36 @@ def ecds_filter(doc: dict, typed_config: dict, workdir: Path) -> dict:
         "type_urls": [WASM_TYPE, RBAC_TYPE]}}
 
 
-def extension_gateway(doc: dict, workdir: Path, *, pulled: bool = True, **kw) -> dict:
-    """The gateway with a WasmPlugin/TrafficExtension applied, at the position its phase gives."""
+def extension_gateway(doc: dict, workdir: Path, *, release: str = "1.30", pulled: bool = True,
+                      custom_authz: list[dict] = (), **kw) -> dict:
+    """The gateway with a WasmPlugin/TrafficExtension applied in phase AUTHN."""
     assert doc["spec"].get("phase") == "AUTHN", "this renderer places AUTHN-phase extensions"
-    typed = extension_wasm_filter(doc) if pulled else agent_pull_failure_filter(doc)
-    return istio_gateway([ecds_filter(doc, typed, workdir)], first=True, **kw)
+    typed = extension_wasm_filter(doc, release) if pulled else agent_pull_failure_filter(doc,
+                                                                                         release)
+    filters = istio_http_filters(custom_authz=custom_authz,
+                                 authn_phase=[ecds_filter(doc, typed, workdir, release)])
+    return istio_gateway(filters, **kw)
 
 
 # -- EnvoyFilter -----------------------------------------------------------------------------------
 
-def envoyfilter_http_filter(doc: dict, *, wasm: Path = WASM, remote_url: str | None = None,
-                            remote_cluster: str | None = None, sha256: str | None = None
-                            ) -> dict:
-    """The EnvoyFilter's HTTP filter patch value, its code source pointed at this machine: a
-    local module file, or a local HTTP server (URL and cluster rewritten; `sha256` replaces the
-    placeholder when given)."""
-    (patch,) = [p for p in doc["spec"]["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
-    assert patch["match"]["context"] == "GATEWAY"
-    assert patch["patch"]["operation"] == "INSERT_BEFORE"
-    hcm = patch["match"]["listener"]["filterChain"]["filter"]
-    assert hcm["name"] == "envoy.filters.network.http_connection_manager"
-    assert hcm["subFilter"]["name"] == "envoy.filters.http.router"
+def envoyfilter_patch(doc: dict) -> dict:
+    """The EnvoyFilter's one HTTP_FILTER patch on the gateway's connection managers."""
+    (patch,) = doc["spec"]["configPatches"]
+    assert patch["applyTo"] == "HTTP_FILTER" and patch["match"]["context"] == "GATEWAY", patch
+    assert patch["match"]["listener"]["filterChain"]["filter"] == {
+        "name": "envoy.filters.network.http_connection_manager"}, patch
+    return patch
+
+
+def apply_envoyfilter(http_filters: list[dict], doc: dict, *, wasm: Path = WASM,
+                      remote_url: str | None = None, remote_cluster: str | None = None,
+                      sha256: str | None = None) -> list[dict]:
+    """listener_patch.go: the connection manager's HTTP filters after the EnvoyFilter, its code
+    source pointed at this machine: a local module file, or a local HTTP server (URL and cluster
+    rewritten; `sha256` replaces the placeholder when given)."""
+    patch = envoyfilter_patch(doc)
+    assert patch["patch"]["operation"] == "INSERT_FIRST", patch
     value = copy.deepcopy(patch["patch"]["value"])
     code = value["typed_config"]["config"]["vm_config"]["code"]
     if "local" in code:
@@ -316,7 +364,7 @@ def envoyfilter_http_filter(doc: dict, *, wasm: Path = WASM, remote_url: str | N
         remote["http_uri"]["cluster"] = remote_cluster
         if sha256 is not None:
             remote["sha256"] = sha256
-    return value
+    return [value, *copy.deepcopy(http_filters)]
 
 
 def static_cluster(name: str, port: int) -> dict:

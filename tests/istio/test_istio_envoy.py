@@ -1,28 +1,38 @@
-"""Each manifest under istio/, programmed into real Envoy the way Istio would program an ingress
-gateway serving two Gateways that share one certificate: without sni-guard the coalesced
-request is a 404 NR, with it 421, the right host 200, over one HTTP/2 connection."""
+"""Each manifest under istio/, programmed into real Envoy the way Istio (of each release the
+manifest is for) would program an ingress gateway serving two Gateways that share one
+certificate: without sni-guard the coalesced request is a 404 NR, with it 421, the right host
+200, over one HTTP/2 connection. istio_render.py names the Istio sources it follows."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import http.server
+import json
 import threading
 
 import pytest
-import yaml
 
 from harness.clients import H2Connection
 from harness.envoy import WASM, Envoy, free_port
 
-from istio_render import (ISTIO_REQUIRED_PREFIXES, apply_bootstrap_patches, documents,
-                          envoyfilter_http_filter, extension_gateway, istio_gateway,
-                          istio_stats_config, static_cluster, wasm_fields)
+from istio_render import (RELEASES, Server, apply_envoyfilter, custom_ext_authz, documents,
+                          extension_gateway, istio_gateway, istio_http_filters, static_cluster,
+                          wasm_fields)
 
 A, B = "a.example.com", "b.example.com"
-EXTENSIONS = [("wasmplugin.yaml", 0), ("wasmplugin.yaml", 1), ("trafficextension.yaml", 0)]
 # docs/istio.md tells users to look for these in the gateway's access log (Istio's format).
 NR_LINE = " 404 NR route_not_found "
+
+
+def wasmplugin_file(release: str) -> str:
+    """The WasmPlugin manifest shipped for an Istio release."""
+    return "wasmplugin-1.26.yaml" if release == "1.26" else "wasmplugin.yaml"
+
+
+# (file, document, release): every extension document on every release it is for.
+EXTENSIONS = [(wasmplugin_file(r), i, r) for r in RELEASES for i in (0, 1)] + [
+    ("trafficextension.yaml", 0, "1.30")]
 
 
 def coalesced(envoy: Envoy) -> list[int]:
@@ -36,9 +46,21 @@ def coalesced(envoy: Envoy) -> list[int]:
     return statuses
 
 
-def extension(name: str, index: int = 0, **changes) -> dict:
+def extension(name: str, index: int = 0, mode: str | None = None, **changes) -> dict:
     doc = copy.deepcopy(documents(name)[index])
     wasm_fields(doc).update(changes)
+    if mode:
+        wasm_fields(doc)["pluginConfig"]["mode"] = mode
+    return doc
+
+
+def envoyfilter(name: str, index: int = 0, mode: str | None = None) -> dict:
+    doc = copy.deepcopy(documents(name)[index])
+    if mode:
+        config = doc["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+        plugin = json.loads(config["configuration"]["value"])
+        plugin["mode"] = mode
+        config["configuration"]["value"] = json.dumps(plugin)
     return doc
 
 
@@ -50,70 +72,73 @@ def test_without_sni_guard_the_gateway_answers_404_no_route():
         assert f'"{B}"' in line and line.split()[-2] == A
 
 
-@pytest.mark.parametrize("name,index", EXTENSIONS)
-def test_extension_answers_421(name, index, tmp_path):
+@pytest.mark.parametrize("name,index,release", EXTENSIONS)
+def test_shipped_extension_counts_in_dry_run_and_answers_421_in_enforce(name, index, release,
+                                                                       tmp_path):
     doc = documents(name)[index]
-    with Envoy(extension_gateway(doc, tmp_path)) as envoy:
+    with Envoy(extension_gateway(doc, tmp_path, release=release)) as envoy:
+        # As shipped: dry run. Nothing changes for clients; the would-be 421 is counted, under
+        # the long name Istio exports (no stats_tags on an Istio gateway).
+        assert coalesced(envoy) == [200, 404, 200, 200]
+        assert envoy.wait_counter("sni_guard_would_misdirect_listener_mismatch_http2", 1) == 1
+        assert envoy.wait_counter("sni_guard_response_flag_NR", 1) == 1
+        assert not [k for k in envoy.prometheus() if k.startswith("sni_guard_would_misdirect{")]
+    with Envoy(extension_gateway(extension(name, index, mode="enforce"), tmp_path,
+                                 release=release)) as envoy:
         assert coalesced(envoy) == [200, 421, 200, 200]
         assert envoy.wait_access_log(" 421 - misdirected_request ", f'"{B}"')
         assert not envoy.wait_access_log(NR_LINE, timeout=0.2)
-        # Exported by Istio's default stats inclusion list (no label tags in plain Istio).
         assert envoy.wait_counter("sni_guard_misdirected_listener_mismatch_http2", 1) == 1
 
 
 def test_plugin_name_is_optional(tmp_path):
-    doc = extension("trafficextension.yaml")
+    doc = extension("trafficextension.yaml", mode="enforce")
     del doc["spec"]["wasm"]["pluginName"]          # Istio then sends root_id ""
     with Envoy(extension_gateway(doc, tmp_path)) as envoy:
         assert coalesced(envoy) == [200, 421, 200, 200]
 
 
-def test_dry_run_changes_nothing_for_clients_and_counts(tmp_path):
-    doc = extension("wasmplugin.yaml")
-    doc["spec"]["pluginConfig"]["mode"] = "dry_run"
-    with Envoy(extension_gateway(doc, tmp_path)) as envoy:
-        assert coalesced(envoy) == [200, 404, 200, 200]
-        assert envoy.wait_counter("sni_guard_would_misdirect_listener_mismatch_http2", 1) == 1
-        assert envoy.wait_counter("sni_guard_response_flag_NR", 1) == 1
-
-
-def test_failed_pull_with_the_shipped_fail_strategy_denies_everything(tmp_path):
-    # istio-agent could not pull the image: FAIL_RELOAD (as shipped) gets the deny-all filter.
-    doc = documents("wasmplugin.yaml")[0]
-    assert doc["spec"]["failStrategy"] == "FAIL_RELOAD"
-    with Envoy(extension_gateway(doc, tmp_path, pulled=False)) as envoy:
+@pytest.mark.parametrize("release", RELEASES)
+def test_failed_pull_with_the_shipped_fail_strategy_denies_everything(release, tmp_path):
+    # istio-agent could not pull the image: FAIL_RELOAD (1.27+) and FAIL_CLOSE (1.26) as
+    # shipped get the deny-all filter.
+    doc = documents(wasmplugin_file(release))[0]
+    assert doc["spec"]["failStrategy"] == ("FAIL_CLOSE" if release == "1.26" else "FAIL_RELOAD")
+    with Envoy(extension_gateway(doc, tmp_path, release=release, pulled=False)) as envoy:
         assert coalesced(envoy) == [403, 403, 403, 403]
         assert envoy.wait_access_log(" 403 - rbac_access_denied_matched_policy[none] ", count=4)
 
 
 def test_failed_pull_with_fail_open_serves_without_the_check(tmp_path):
-    doc = extension("wasmplugin.yaml", failStrategy="FAIL_OPEN")
+    doc = extension("wasmplugin.yaml", failStrategy="FAIL_OPEN", mode="enforce")
     with Envoy(extension_gateway(doc, tmp_path, pulled=False)) as envoy:
         assert coalesced(envoy) == [200, 404, 200, 200]
         assert envoy.wait_access_log(NR_LINE)
 
 
-def test_envoyfilter_with_a_local_file_answers_421():
-    entry = envoyfilter_http_filter(documents("envoyfilter-local.yaml")[0])
-    with Envoy(istio_gateway([entry])) as envoy:
+@pytest.mark.parametrize("index", [0, 1])
+def test_envoyfilter_with_a_local_file_answers_421(index):
+    filters = apply_envoyfilter(istio_http_filters(),
+                                envoyfilter("envoyfilter-local.yaml", index, mode="enforce"))
+    assert filters[0]["name"] == "sni_guard"             # INSERT_FIRST
+    with Envoy(istio_gateway(filters)) as envoy:
         assert coalesced(envoy) == [200, 421, 200, 200]
         assert envoy.wait_access_log(" 421 - misdirected_request ")
 
 
-class ModuleServer:
-    """Serves the built module over HTTP on 127.0.0.1, as the in-cluster web server would."""
+class LocalServer:
+    """An HTTP server on 127.0.0.1, in a thread, answering GET with a fixed body and recording
+    the Host header of each request it got."""
 
-    def __init__(self):
-        body = WASM.read_bytes()
-        self.sha256 = hashlib.sha256(body).hexdigest()
-        self.hits = 0
+    def __init__(self, body: bytes = b"", content_type: str = "text/plain"):
+        self.hosts: list[str] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                outer.hits += 1
+                outer.hosts.append(self.headers.get("host", ""))
                 self.send_response(200)
-                self.send_header("content-type", "application/wasm")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -126,17 +151,104 @@ class ModuleServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def gateway(self, sha256: str) -> dict:
-        entry = envoyfilter_http_filter(
-            documents("envoyfilter.yaml")[0],
-            remote_url=f"http://127.0.0.1:{self.port}/sni-guard/0.1.0/sni_guard.wasm",
-            remote_cluster="wasm_server", sha256=sha256)
-        return istio_gateway([entry], clusters=[static_cluster("wasm_server", self.port)])
-
     def close(self):
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class Authorizer(LocalServer):
+    """An external authorization service (HTTP) that allows every request; `hosts` are the
+    authorities it was asked about."""
+
+    def __init__(self):
+        super().__init__()
+        self.cluster = static_cluster("ext_authz", self.port)
+
+
+@pytest.fixture
+def authorizer():
+    server = Authorizer()
+    yield server
+    server.close()
+
+
+# Envoy's ext_authz filter does not call the authorizer for a request without a route, so the
+# order only shows where the wrong filter chain has a route for the host: here gateway-a also
+# serves *.example.com, and b.example.com, sent on a.example.com's connection, would get
+# gateway-a's wildcard route (a 200 from the wrong backend, not even a 404).
+WILDCARD_SERVERS = [Server("gateway-a", "default", [A, "*.example.com"]),
+                    Server("gateway-b", "default", [B])]
+WILDCARD_LISTENERS = [{"name": "gateway-a", "hostnames": [A, "*.example.com"]},
+                      {"name": "gateway-b", "hostnames": [B]}]
+
+
+def test_custom_authorization_is_not_asked_about_a_request_without_route(authorizer, tmp_path):
+    # The incident's gateway: no route for b.example.com on a.example.com's filter chain, so
+    # Envoy's ext_authz lets the request through unasked and sni-guard answers 421.
+    doc = extension("wasmplugin.yaml", mode="enforce")
+    gateway = extension_gateway(doc, tmp_path, custom_authz=[custom_ext_authz("ext_authz")],
+                                clusters=[authorizer.cluster])
+    with Envoy(gateway) as envoy:
+        assert coalesced(envoy) == [200, 421, 200, 200]
+    assert authorizer.hosts == [A, A, B]
+
+
+def test_custom_authorization_runs_before_an_authn_phase_extension(authorizer, tmp_path):
+    # listener_builder.go: the CUSTOM ext_authz filter precedes AUTHN-phase extensions, so the
+    # external authorizer is asked about the misdirected request before sni-guard answers 421.
+    doc = extension("wasmplugin.yaml", mode="enforce")
+    doc["spec"]["pluginConfig"]["listeners"] = WILDCARD_LISTENERS
+    gateway = extension_gateway(doc, tmp_path, custom_authz=[custom_ext_authz("ext_authz")],
+                                clusters=[authorizer.cluster], servers=WILDCARD_SERVERS)
+    with Envoy(gateway) as envoy:
+        assert coalesced(envoy) == [200, 421, 200, 200]
+    assert authorizer.hosts == [A, B, A, B]
+
+
+def test_envoyfilter_insert_first_runs_before_custom_authorization(authorizer):
+    # INSERT_FIRST puts sni-guard ahead of everything Istio adds: the authorizer never sees the
+    # misdirected request.
+    doc = envoyfilter("envoyfilter-local.yaml", mode="enforce")
+    config = doc["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+    config["configuration"]["value"] = json.dumps(
+        {"mode": "enforce", "listeners": WILDCARD_LISTENERS})
+    filters = apply_envoyfilter(istio_http_filters(custom_authz=[custom_ext_authz("ext_authz")]),
+                                doc)
+    with Envoy(istio_gateway(filters, clusters=[authorizer.cluster],
+                             servers=WILDCARD_SERVERS)) as envoy:
+        assert coalesced(envoy) == [200, 421, 200, 200]
+    assert authorizer.hosts == [A, A, B]
+
+
+def test_without_sni_guard_the_wildcard_route_serves_the_wrong_host(authorizer):
+    filters = istio_http_filters(custom_authz=[custom_ext_authz("ext_authz")])
+    with Envoy(istio_gateway(filters, clusters=[authorizer.cluster],
+                             servers=WILDCARD_SERVERS)) as envoy:
+        assert coalesced(envoy) == [200, 200, 200, 200]
+        (line,) = [ln for ln in envoy.access_log(4) if f'"{B}"' in ln and ln.split()[-2] == A]
+        assert ' 200 - direct_response ' in line   # b.example.com answered by gateway-a's routes
+    assert authorizer.hosts == [A, B, A, B]
+
+
+class ModuleServer(LocalServer):
+    """Serves the built module, as the in-cluster web server would."""
+
+    def __init__(self):
+        body = WASM.read_bytes()
+        self.sha256 = hashlib.sha256(body).hexdigest()
+        super().__init__(body, "application/wasm")
+
+    @property
+    def hits(self) -> int:
+        return len(self.hosts)
+
+    def gateway(self, sha256: str) -> dict:
+        filters = apply_envoyfilter(
+            istio_http_filters(), envoyfilter("envoyfilter.yaml", mode="enforce"),
+            remote_url=f"http://127.0.0.1:{self.port}/sni-guard/0.1.0/sni_guard.wasm",
+            remote_cluster="wasm_server", sha256=sha256)
+        return istio_gateway(filters, clusters=[static_cluster("wasm_server", self.port)])
 
 
 @pytest.fixture
@@ -163,47 +275,14 @@ def test_envoyfilter_with_a_wrong_sha256_fails_closed(module_server):
         assert "Plugin sni_guard failed to load" in envoy.log()
 
 
-def test_stats_tags_patch_gives_prometheus_labels(tmp_path):
-    doc = extension("wasmplugin.yaml")
-    doc["spec"]["pluginConfig"]["mode"] = "dry_run"
-    gateway = apply_bootstrap_patches(extension_gateway(doc, tmp_path),
-                                      documents("stats-tags.yaml")[0])
-    with Envoy(gateway) as envoy:
+def test_hosts_left_out_of_listeners_pass_everywhere(tmp_path):
+    # docs/istio.md, turning it off for one server: without gateway-b's listener, b.example.com
+    # on a.example.com's connection is left to Envoy's routing (404 NR as without sni-guard),
+    # while a.example.com on b.example.com's connection is still answered 421.
+    doc = extension("wasmplugin.yaml", mode="enforce")
+    doc["spec"]["pluginConfig"]["listeners"] = [{"name": "gateway-a", "hostnames": [A]}]
+    with Envoy(extension_gateway(doc, tmp_path)) as envoy:
         assert coalesced(envoy) == [200, 404, 200, 200]
-        assert envoy.wait_counter(
-            'sni_guard_would_misdirect{reason="listener_mismatch",protocol="http2"}', 1) == 1
-        assert envoy.wait_counter('sni_guard_response_flag{flag="NR"}', 1) == 1
-        assert envoy.counter("sni_guard_response_flag_NR") == 0
-
-
-def shipped_matcher() -> dict:
-    (doc,) = documents("stats-inclusion.yaml")
-    config = yaml.safe_load(doc["spec"]["template"]["metadata"]["annotations"][
-        "proxy.istio.io/config"])
-    return config["proxyStatsMatcher"]
-
-
-WITHOUT_WASM = [p for p in ISTIO_REQUIRED_PREFIXES if p != "wasm"]
-
-
-@pytest.mark.parametrize("case,matcher,required,visible", [
-    # Istio as it is: its always-kept `wasm` prefix covers wasmcustom.sni_guard.*.
-    ("istio default", None, ISTIO_REQUIRED_PREFIXES, True),
-    # Without that prefix, the shipped matcher alone keeps the counters...
-    ("shipped matcher", "shipped", WITHOUT_WASM, True),
-    # ...and the obvious-looking prefix does not: the matcher sees `wasmcustom.`.
-    ("naive prefix", {"inclusionPrefixes": ["sni_guard"]}, WITHOUT_WASM, False),
-])
-def test_which_stats_matchers_export_the_counters(case, matcher, required, visible, tmp_path):
-    matcher = shipped_matcher() if matcher == "shipped" else matcher
-    stats = istio_stats_config(matcher, required_prefixes=required)
-    with Envoy(extension_gateway(documents("wasmplugin.yaml")[0], tmp_path,
-                                 stats_config=stats)) as envoy:
-        assert coalesced(envoy) == [200, 421, 200, 200]
-        # The access log line is written after the stats are; once it is there, so are they.
-        assert envoy.wait_access_log(" 421 ")
-        value = envoy.wait_counter("sni_guard_misdirected_listener_mismatch_http2", 1,
-                                   timeout=2 if visible else 0.5)
-        series = [k for k in envoy.prometheus() if k.startswith("sni_guard_")]
-        assert (value == 1) == visible, case
-        assert bool(series) == visible, case
+        port = envoy.listener_port()
+        with H2Connection(port, sni=B) as conn:
+            assert [conn.request(B).status, conn.request(A).status] == [200, 421]
