@@ -79,6 +79,38 @@ def low_cpu(results: dict, key: str, backend: str) -> float:
     return low(series(results, key, backend, "cpu_us_per_request"))
 
 
+def median_ci(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median (sign-test order statistics):
+    what the noise of a run still allows the true paired difference to be."""
+    v = sorted(values)
+    n = len(v)
+    k = max(0, int((n - 1.96 * n ** 0.5) / 2))
+    return (v[k], v[n - 1 - k]) if n else (float("nan"), float("nan"))
+
+
+# The SDK build against the hand-written-ABI build it replaced (`make bench` builds the latter
+# from HANDWRITTEN_COMMIT as the `handwritten` variant).
+SDK_TOLERANCE_US = 0.5
+
+
+def sdk_comparison(results: dict, backend: str) -> list[str]:
+    """Lines comparing sni-guard (SDK) with the `handwritten` variant, if it was measured."""
+    if not (results.get("handwritten", {}).get(backend) and results.get("default", {}).get(backend)):
+        return []
+    diff = paired(results, "default", "handwritten", backend, lambda x, y: x - y)
+    d = med(diff)
+    lo, hi = median_ci(diff)
+    d10 = low_cpu(results, "default", backend) - low_cpu(results, "handwritten", backend)
+    within = abs(d) <= SDK_TOLERANCE_US and abs(d10) <= SDK_TOLERANCE_US
+    noise = lo <= 0 <= hi
+    verdict = ("met: within ±0.5 µs" if within else
+               "inside the measured noise (the interval holds 0)" if noise else "not met")
+    return [f"SDK build − hand-written ABI build ({backend}), Envoy CPU µs per request: "
+            f"median of {len(diff)} paired differences **{d:+.2f}** (95% interval of the median "
+            f"{lo:+.2f} to {hi:+.2f}), 10th percentiles {d10:+.2f} (target within "
+            f"±{SDK_TOLERANCE_US} µs, or inside the noise: {verdict}).", ""]
+
+
 def headline_min(results: dict, backend: str) -> dict[str, float]:
     """The same figures from each configuration's 10th-percentile slice (see `low`)."""
     lo = {k: low_cpu(results, k, backend) for k in results}
@@ -157,6 +189,7 @@ def write(out: Path, meta: dict, labels: dict, results: dict, summary: dict) -> 
                 lines.append(f"- {name}: **{v:.2f}{unit}**{alt_text} (target {target}: "
                              f"{'met' if ok(v) else 'not met'})")
             lines.append("")
+        lines += sdk_comparison(results, backend)
     slices = [m for k in results for b in results[k] for m in results[k][b]]
     loads = [m["loadavg"] for m in slices]
     others = [m["others_cpu_share"] for m in slices if "others_cpu_share" in m]
@@ -182,13 +215,13 @@ def write(out: Path, meta: dict, labels: dict, results: dict, summary: dict) -> 
     chart(out / "cpu_per_request.png", labels, results, backends)
 
 
-# The partial builds of `make bench-stages`, each adding one part of sni-guard's per-request work
-# to the one before (src/abi.rs), then the full filter.
+# The partial builds of `make bench-stages` (the `bench-stage-*` features, Cargo.toml), each
+# adding one part of sni-guard's per-request work to the one before, then the full filter.
 STAGES = [
-    ("none", "stage1-bare", "module loaded, no per-request callback exported: Envoy's own "
-     "per-stream Wasm bookkeeping"),
-    ("stage1-bare", "stage2-callbacks", "Envoy enters the module four times per request "
-     "(context creation, request headers, log, deletion); each call returns at once"),
+    ("none", "stage1-contexts", "module loaded; Envoy enters it twice per request (context "
+     "creation and deletion: the SDK's boxed context and its map entry)"),
+    ("stage1-contexts", "stage2-callbacks", "Envoy also enters the request-headers and log "
+     "callbacks; each returns at once"),
     ("stage2-callbacks", "stage3-check", "the check: read the SNI property and `:authority`, "
      "decide, count"),
     ("stage3-check", "default", "the response flags: read `response.flags` in the log callback"),
@@ -211,7 +244,7 @@ def breakdown(results: dict, labels: dict) -> list[str]:
         return f"| {labels[before]} → {labels[after]} | {what} | {spread(d)} | {lo:.2f} |"
 
     lines += [row(before, after, what) for before, after, what in STAGES]
-    lines += [row("none", ref, "for comparison") for ref in ("empty", "lua")
+    lines += [row("none", ref, "for comparison") for ref in ("empty", "lua", "handwritten")
               if ref in results and results[ref].get("direct")]
     return lines + [""]
 

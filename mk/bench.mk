@@ -13,21 +13,36 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 bench-deps: deps $(VENV)/.bench-installed
 	@scripts/apt-install.sh nghttp2-client nginx-light
 
-bench: bench-deps certs
+# The filter as it was before it moved onto the proxy-wasm SDK (the ABI spoken by hand in
+# src/abi.rs), measured side by side as the `handwritten` variant: the SDK build must not cost
+# more. Built from that commit's own tree and lock file (needs the git history).
+HANDWRITTEN_COMMIT := dccd5a8
+HANDWRITTEN_DIR    := target/bench-variants/handwritten
+HANDWRITTEN_WASM   := $(HANDWRITTEN_DIR)/sni_guard.wasm
+
+$(HANDWRITTEN_WASM):
+	rm -rf $(HANDWRITTEN_DIR) && mkdir -p $(HANDWRITTEN_DIR)/src
+	git archive $(HANDWRITTEN_COMMIT) | tar -x -C $(HANDWRITTEN_DIR)/src
+	cd $(HANDWRITTEN_DIR)/src && cargo build --release --locked --target $(WASM_TARGET) -p sni-guard \
+	  --target-dir ../build
+	cp $(HANDWRITTEN_DIR)/build/$(WASM_TARGET)/release/sni_guard.wasm $@
+
+bench: bench-deps certs $(HANDWRITTEN_WASM)
 	cargo build --release --target $(WASM_TARGET) -p sni-guard -p empty-filter
-	$(PY) bench/run.py
+	$(PY) bench/run.py --rounds $${BENCH_ROUNDS:-20} --variant handwritten=$(HANDWRITTEN_WASM)
 
 # Redraws bench/RESULTS.md and the chart from the last run's bench/results.json.
 bench-report: $(VENV)/.bench-installed
 	$(PY) bench/report.py
 
-# Where sni-guard's cost comes from: partial builds (the `bench-stage-*` features, src/abi.rs) side
-# by side with no filter, the empty SDK filter, the Lua recipe and sni-guard itself, direct
-# response only. Writes bench/stages/RESULTS.md (docs/bench.md, "Cost breakdown").
+# Where sni-guard's cost comes from: partial builds (the `bench-stage-*` features, Cargo.toml) side
+# by side with no filter, the empty SDK filter, the Lua recipe, the hand-written-ABI build and
+# sni-guard itself, direct response only. Writes bench/stages/RESULTS.md (docs/bench.md, "Cost
+# breakdown").
 STAGES_DIR := target/bench-stages
-STAGES     := bare callbacks check
+STAGES     := contexts callbacks check
 
-bench-stages: bench-deps certs
+bench-stages: bench-deps certs $(HANDWRITTEN_WASM)
 	@mkdir -p $(STAGES_DIR)
 	for s in $(STAGES); do \
 	  cargo build --release --target $(WASM_TARGET) -p sni-guard --features bench-stage-$$s && \
@@ -35,8 +50,9 @@ bench-stages: bench-deps certs
 	done
 	cargo build --release --target $(WASM_TARGET) -p sni-guard -p empty-filter
 	$(PY) bench/run.py --backends direct --configs none,empty,lua,default \
-	  --variant stage1-bare=$(STAGES_DIR)/bare.wasm \
+	  --variant stage1-contexts=$(STAGES_DIR)/contexts.wasm \
 	  --variant stage2-callbacks=$(STAGES_DIR)/callbacks.wasm \
 	  --variant stage3-check=$(STAGES_DIR)/check.wasm \
-	  --rounds $${BENCH_ROUNDS:-16} --seconds 2 --latency-rounds 1 --latency-seconds 1 \
+	  --variant handwritten=$(HANDWRITTEN_WASM) \
+	  --rounds $${BENCH_ROUNDS:-20} --seconds 2 --latency-rounds 1 --latency-seconds 1 \
 	  --out bench/stages
