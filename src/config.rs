@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::listeners::{ListenerId, ListenerSet, Pattern};
-use crate::policy::{MissingSni, Mode, Policy, Protocol, Protocols, Scope};
+use crate::policy::{FlagCounting, MissingSni, Mode, Policy, Protocol, Protocols, Scope};
 
 /// The JSON document, as written by users. All fields are optional.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +22,12 @@ pub struct RawConfig {
     pub missing_sni: Option<String>,
     /// Absent: every protocol is checked.
     pub protocols: Option<Vec<String>>,
+    /// The `name` of the listener whose filter chain this filter instance is configured on.
+    /// Only for a filter configured per filter chain: Envoy has already picked that chain by the
+    /// SNI, so the SNI need not be read (see [`Policy::judge_chain`]).
+    pub this_listener: Option<String>,
+    /// `count` (default) or `off`: count Envoy's response flags in `on_log`, or never read them.
+    pub response_flags: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +106,39 @@ pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         None => Protocols::ALL,
         Some(list) => compile_protocols(&list)?,
     };
+    let response_flags = match raw.response_flags.as_deref() {
+        None | Some("count") => FlagCounting::Count,
+        Some("off") => FlagCounting::Off,
+        Some(other) => {
+            return Err(error(
+                "response_flags",
+                format!("unknown value `{other}`, expected `count` or `off`"),
+            ))
+        }
+    };
+    let this_listener = match (&raw.this_listener, &raw.listeners) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(error(
+                "this_listener",
+                "needs `listeners`: it names the listener of this filter chain among them",
+            ))
+        }
+        (Some(name), Some(listeners)) => {
+            let index = listeners
+                .iter()
+                .position(|l| l.name.as_deref() == Some(name.as_str()))
+                .ok_or_else(|| {
+                    error(
+                        "this_listener",
+                        format!("no listener is named `{name}` in `listeners`"),
+                    )
+                })?;
+            Some(ListenerId(
+                u32::try_from(index).map_err(|_| error("listeners", "too many listeners"))?,
+            ))
+        }
+    };
     let (scope, listener_modes) = match raw.listeners {
         None => (Scope::Strict, Vec::new()),
         Some(listeners) => {
@@ -123,6 +162,8 @@ pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         missing_sni,
         protocols,
         listener_modes,
+        this_listener,
+        response_flags,
     })
 }
 
@@ -389,6 +430,26 @@ mod tests {
                 "unknown mode `audit`, expected `enforce`, `dry_run` or `off`",
             ),
             (r#"{"mode": "enforce"} x"#, ".", "trailing characters"),
+            (
+                r#"{"this_listener": "a"}"#,
+                "this_listener",
+                "needs `listeners`",
+            ),
+            (
+                r#"{"listeners": [{"name": "a", "hostnames": ["a.com"]}, {"hostnames": ["b.com"]}], "this_listener": "b"}"#,
+                "this_listener",
+                "no listener is named `b`",
+            ),
+            (
+                r#"{"response_flags": "none"}"#,
+                "response_flags",
+                "unknown value `none`, expected `count` or `off`",
+            ),
+            (
+                r#"{"response_flags": false}"#,
+                "response_flags",
+                "invalid type: boolean `false`",
+            ),
             (r#"[1]"#, ".", "must be a JSON object"),
             (r#"["dry_run"]"#, ".", "must be a JSON object"),
             (r#"{"mode": "#, "mode", "EOF"),
@@ -417,6 +478,21 @@ mod tests {
         assert_eq!(p.mode_of(Some(ListenerId(1))), Mode::Off);
         assert_eq!(p.mode_of(Some(ListenerId(2))), Mode::DryRun);
         assert_eq!(p.mode_of(None), Mode::DryRun);
+    }
+
+    #[test]
+    fn chain_bound_and_flag_counting() {
+        let p = parse(
+            br#"{"listeners": [{"name": "a", "hostnames": ["a.com"]}, {"name": "b", "hostnames": ["b.com"]}],
+                 "this_listener": "b", "response_flags": "off"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.this_listener, Some(ListenerId(1)));
+        assert_eq!(p.response_flags, FlagCounting::Off);
+        let p = parse(br#"{"response_flags": "count"}"#).unwrap();
+        assert_eq!(p.response_flags, FlagCounting::Count);
+        assert!(p.this_listener.is_none());
+        assert_eq!(parse(b"{}").unwrap().response_flags, FlagCounting::Count);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! Per request Envoy enters the module four times (context creation, request headers, log,
 //! deletion: the linker keeps no other callback, see `build.rs`). A request that passes costs
 //! two host calls in `on_http_request_headers` (the SNI property and `:authority`; the latter
-//! skipped when there is no SNI and `missing_sni` is `allow`) and one in `on_log`
-//! (`response.flags`). `requests_checked` is added up in the module and handed to Envoy on a
+//! skipped when there is no SNI and `missing_sni` is `allow`; the former skipped for a pass when
+//! the configuration is chain-bound, `this_listener`) and one in `on_log` (`response.flags`,
+//! none with `response_flags: off`). `requests_checked` is added up in the module and handed to Envoy on a
 //! one-second tick, or earlier whenever another sni-guard counter moves. The protocol property is
 //! read only when `protocols` restricts the check, or to label a reply; the TLS version only for
 //! a request without SNI under `missing_sni: reject`; the verdict is written to filter state only
@@ -32,7 +33,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::config;
 use crate::flags;
 use crate::metrics;
-use crate::policy::{Mode, Outcome, Policy, Protocol, Scope};
+use crate::policy::{FlagCounting, Mode, Outcome, Policy, Protocol, Scope};
 use crate::reply;
 
 proxy_wasm::main! {{
@@ -94,7 +95,9 @@ struct Counters {
 }
 
 impl Counters {
-    fn define() -> Counters {
+    /// The flag counters only when flags are counted: with `response_flags: off` the series
+    /// are left to whoever counts them instead (Envoy's stats access logger, docs).
+    fn define(flag_counting: FlagCounting) -> Counters {
         let mut c = Counters {
             checked: counter(metrics::REQUESTS_CHECKED),
             without_sni: counter(metrics::REQUESTS_WITHOUT_SNI),
@@ -108,8 +111,10 @@ impl Counters {
             *enforce = counter(&metrics::misdirected(reason, protocol));
             *dry = counter(&metrics::would_misdirect(reason, protocol));
         }
-        for (i, slot) in c.flags.iter_mut().enumerate() {
-            *slot = counter(&metrics::response_flag(i));
+        if flag_counting == FlagCounting::Count {
+            for (i, slot) in c.flags.iter_mut().enumerate() {
+                *slot = counter(&metrics::response_flag(i));
+            }
         }
         c
     }
@@ -203,9 +208,10 @@ impl RootContext for Configuration {
             Mode::DryRun => "DryRun",
             Mode::Off => "Off",
         };
+        let counters = Counters::define(policy.response_flags);
         self.state = Some(Rc::new(State {
             policy,
-            counters: Counters::define(),
+            counters,
             reply_headers: reply::serialized_headers(),
             pending_checked: Cell::new(0),
         }));
@@ -261,13 +267,21 @@ impl HttpContext for Request {
                 return Action::Continue;
             }
         }
-        let sni = property(SNI_PATH);
         let is_tls = || property(TLS_VERSION_PATH).is_some_and(|v| !v.is_empty());
-        let decision = policy.judge(sni.as_deref(), is_tls, || request_header(":authority"));
+        let (decision, sni) = policy.judge_chain(
+            || property(SNI_PATH),
+            is_tls,
+            || request_header(":authority"),
+        );
         state.pending_checked.set(state.pending_checked.get() + 1);
-        if sni.as_deref().is_none_or(<[u8]>::is_empty) {
-            state.count(state.counters.without_sni);
+        // Chain-bound, a pass reads no SNI: such a request is on a named chain, which Envoy only
+        // picks for a connection with SNI.
+        if let Some(read) = &sni {
+            if read.as_deref().is_none_or(<[u8]>::is_empty) {
+                state.count(state.counters.without_sni);
+            }
         }
+        let sni = sni.flatten();
         let outcome = decision.outcome();
         let (Outcome::Reply(reason) | Outcome::Observe(reason)) = outcome else {
             return Action::Continue;
@@ -315,6 +329,12 @@ impl HttpContext for Request {
         )) {
             return;
         }
+        let Some(state) = &self.state else {
+            return;
+        };
+        if state.policy.response_flags == FlagCounting::Off {
+            return;
+        }
         // One host call; counters only when a flag is set (a successful request has none).
         let Some(mask) = property(RESPONSE_FLAGS_PATH).and_then(|v| flags::decode(&v)) else {
             return;
@@ -322,9 +342,6 @@ impl HttpContext for Request {
         if mask == 0 {
             return;
         }
-        let Some(state) = &self.state else {
-            return;
-        };
         state.flush();
         for index in flags::set_flags(mask) {
             add(state.counters.flags.get(index).copied().flatten(), 1);

@@ -158,6 +158,11 @@ impl ListenerSet {
         self.catch_all
     }
 
+    /// The catch-all listener, if there is one.
+    pub fn catch_all(&self) -> Option<ListenerId> {
+        self.catch_all
+    }
+
     /// Number of listeners seen (the highest id plus one).
     pub fn listener_count(&self) -> u32 {
         self.count

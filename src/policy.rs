@@ -234,6 +234,16 @@ impl<F: FnMut() -> bool> Connection for F {
     }
 }
 
+/// Whether `on_log` reads Envoy's response flags and counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlagCounting {
+    #[default]
+    Count,
+    /// No read, no counters: for users who count flags elsewhere (Envoy's stats access logger)
+    /// or not at all.
+    Off,
+}
+
 /// The compiled configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
@@ -244,6 +254,9 @@ pub struct Policy {
     pub protocols: Protocols,
     /// Per-listener `mode`, indexed by [`ListenerId`]; `None` (or absent): the top-level mode.
     pub listener_modes: Vec<Option<Mode>>,
+    /// The listener of the filter chain this instance is configured on (`this_listener`).
+    pub this_listener: Option<ListenerId>,
+    pub response_flags: FlagCounting,
 }
 
 impl Policy {
@@ -321,6 +334,77 @@ impl Policy {
                 decision(verdict, Some(host_listener))
             }
         }
+    }
+
+    /// Judges one request, reading the SNI (`sni`) only when the verdict needs it. Returns the
+    /// SNI if it was read.
+    ///
+    /// Chain-bound (`this_listener` set): Envoy picked this filter chain because the SNI matched
+    /// its `server_names`, by the precedence the listener set uses (exact, longest wildcard, the
+    /// chain without names). So a host that belongs to this chain's listener passes, and a host
+    /// that belongs to no listener passes, exactly as [`Policy::judge`] would decide with the SNI
+    /// in hand; neither needs the SNI. Everything else (a refusal, an invalid authority) is
+    /// decided by [`Policy::judge`] on the SNI, so refusals are identical by construction. Where
+    /// the premise fails the SNI is always read:
+    /// - on the catch-all chain, which also gets connections without SNI and with server names
+    ///   sni-guard refuses (a trailing dot), for which today's verdict differs;
+    /// - under `missing_sni: reject`, which must know that the SNI is absent.
+    pub fn judge_chain<S, A, FS, F, C>(
+        &self,
+        sni: FS,
+        connection: C,
+        authority: F,
+    ) -> (Decision, Option<Option<S>>)
+    where
+        S: AsRef<[u8]>,
+        A: AsRef<[u8]>,
+        FS: FnOnce() -> Option<S>,
+        F: FnOnce() -> Option<A>,
+        C: Connection,
+    {
+        let bound = match (&self.scope, self.this_listener) {
+            (Scope::Listeners(set), Some(this))
+                if self.missing_sni == MissingSni::Allow && set.catch_all() != Some(this) =>
+            {
+                Some((set, this))
+            }
+            _ => None,
+        };
+        let Some((set, this)) = bound else {
+            let sni = sni();
+            let decision = self.judge(sni.as_ref().map(AsRef::as_ref), connection, authority);
+            return (decision, Some(sni));
+        };
+        let raw = authority();
+        if let Some(host) = raw
+            .as_ref()
+            .and_then(|a| Name::from_authority(a.as_ref()).ok())
+        {
+            match set.listener_of(&host) {
+                None => {
+                    return (
+                        Decision {
+                            verdict: Verdict::Pass(Pass::UnknownHost),
+                            mode: self.mode_of(None),
+                        },
+                        None,
+                    )
+                }
+                Some(listener) if listener == this => {
+                    return (
+                        Decision {
+                            verdict: Verdict::Pass(Pass::SameListener),
+                            mode: self.mode_of(Some(this)),
+                        },
+                        None,
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        let sni = sni();
+        let decision = self.judge(sni.as_ref().map(AsRef::as_ref), connection, || raw);
+        (decision, Some(sni))
     }
 
     /// The mode that applies to a request judged for `listener` (`None`: the top-level mode).

@@ -72,7 +72,7 @@ fn policy(groups: &[Vec<String>]) -> Policy {
         scope: Scope::Listeners(compile(groups)),
         missing_sni: MissingSni::Allow,
         protocols: Protocols::ALL,
-        listener_modes: Vec::new(),
+        ..Policy::default()
     }
 }
 

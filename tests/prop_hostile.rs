@@ -203,7 +203,7 @@ fn enforce(scope: Scope, missing_sni: MissingSni) -> Policy {
         scope,
         missing_sni,
         protocols: Protocols::ALL,
-        listener_modes: Vec::new(),
+        ..Policy::default()
     }
 }
 
