@@ -6,26 +6,32 @@ from __future__ import annotations
 
 import pytest
 
-from harness.envoy import Envoy, load_demo
+from harness.envoy import FORMS, Envoy, load_demo
 from harness.hostile import GROUPS_NO_CATCH_ALL, hostile_config
 
+# Every fixture runs in both forms of the configuration: SNI-based and chain-bound
+# (`this_listener` per filter chain; `harness.envoy.chain_bound`).
+BOTH_FORMS = {"scope": "package", "params": list(FORMS)}
 
-@pytest.fixture(scope="package")
-def strict():
-    """Strict scope (host = SNI), enforce: the shipped plugin configuration."""
-    with Envoy(hostile_config()) as envoy:
+
+@pytest.fixture(**BOTH_FORMS)
+def strict(request):
+    """Strict scope (host = SNI), enforce: the shipped plugin configuration. Chain-bound: one
+    listener per filter chain."""
+    with Envoy(FORMS[request.param](hostile_config())) as envoy:
         yield envoy
 
 
-@pytest.fixture(scope="package")
-def groups():
-    """Listener groups without a catch-all, `missing_sni: reject`."""
-    with Envoy(hostile_config(GROUPS_NO_CATCH_ALL)) as envoy:
+@pytest.fixture(**BOTH_FORMS)
+def groups(request):
+    """Listener groups without a catch-all, `missing_sni: reject` (which reads the SNI in
+    both forms)."""
+    with Envoy(FORMS[request.param](hostile_config(GROUPS_NO_CATCH_ALL))) as envoy:
         yield envoy
 
 
-@pytest.fixture(scope="package")
-def shipped():
+@pytest.fixture(**BOTH_FORMS)
+def shipped(request):
     """The demo bootstrap exactly as shipped (no upgrades, no HTTP/1.0)."""
-    with Envoy(load_demo()) as envoy:
+    with Envoy(FORMS[request.param](load_demo())) as envoy:
         yield envoy

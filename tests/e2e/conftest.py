@@ -2,13 +2,14 @@
 
 import pytest
 
-from harness.envoy import Envoy, load_demo, remove_filter
+from harness.envoy import FORMS, Envoy, load_demo, remove_filter
 
 
-@pytest.fixture(scope="module")
-def guarded():
-    """The demo bootstrap as shipped: sni-guard with its default (empty) configuration."""
-    with Envoy(load_demo()) as envoy:
+@pytest.fixture(scope="module", params=list(FORMS))
+def guarded(request):
+    """The demo bootstrap as shipped, in both forms: SNI-based (the shipped configuration) and
+    chain-bound (each chain's instance told its listener, `this_listener`)."""
+    with Envoy(FORMS[request.param](load_demo())) as envoy:
         yield envoy
 
 

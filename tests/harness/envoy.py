@@ -8,6 +8,7 @@ are derived from the shipped `envoy/envoy.yaml`, so the example users copy is th
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import socket
@@ -70,6 +71,74 @@ def set_plugin_config(config: dict, plugin_json: str) -> dict:
     for f in wasm_filters(config):
         f["typed_config"]["config"]["configuration"]["value"] = plugin_json
     return config
+
+
+def _chains(listener: dict) -> list[dict]:
+    default = listener.get("default_filter_chain")
+    return listener.get("filter_chains", []) + ([default] if default else [])
+
+
+def chain_bound(config: dict) -> dict:
+    """The chain-bound form of a configuration: each filter chain's sni-guard instance gets its
+    own copy of the plugin configuration with `this_listener` naming the chain. A plugin
+    configuration without `listeners` gets one listener per chain (its `server_names`; the chain
+    without them is the catch-all), which is what strict host = SNI means on these chains. A
+    chain whose name is not among the listeners keeps the SNI-based configuration."""
+    config = copy.deepcopy(config)
+    for listener in config.get("static_resources", {}).get("listeners", []):
+        chains = _chains(listener)
+        derived = []
+        for chain in chains:
+            names = chain.get("filter_chain_match", {}).get("server_names", [])
+            derived.append({"name": chain["name"], "hostnames": names} if names
+                           else {"name": chain["name"]})
+        for chain in chains:
+            for hcm in _walk(chain):
+                filters = hcm.get("http_filters")
+                if not isinstance(filters, list):
+                    continue
+                # YAML anchors share one filter object between chains: copy before changing.
+                hcm["http_filters"] = filters = copy.deepcopy(filters)
+                for f in filters:
+                    if f.get("name") != "sni_guard" or "typed_config" not in f:
+                        continue
+                    value = f["typed_config"]["config"]["configuration"]
+                    plugin = json.loads(value.get("value") or "{}")
+                    plugin.setdefault("listeners", derived)
+                    if any(l.get("name") == chain["name"] for l in plugin["listeners"]):
+                        plugin["this_listener"] = chain["name"]
+                    value["value"] = json.dumps(plugin)
+    return config
+
+
+FORMS = {"sni": lambda config: config, "chain": chain_bound}
+"""The two forms of a configuration every suite runs the demo in: SNI-based, chain-bound."""
+
+
+FLAGS_ACCESS_LOG = REPO / "envoy" / "flags-stats-access-log.yaml"
+
+
+def native_flag_counting(config: dict) -> dict:
+    """Envoy counts the response flags itself (the shipped stats access logger entry added to
+    every HTTP connection manager), and every sni-guard instance leaves them alone
+    (`"response_flags": "off"`)."""
+    config = copy.deepcopy(config)
+    entry = yaml.safe_load(FLAGS_ACCESS_LOG.read_text())
+    for d in list(_walk(config)):
+        if "stat_prefix" in d and "route_config" in d:
+            d["access_log"] = [*d.get("access_log", []), copy.deepcopy(entry)]
+        if d.get("name") == "sni_guard" and "typed_config" in d:
+            value = d["typed_config"]["config"]["configuration"]
+            value["value"] = json.dumps({**json.loads(value.get("value") or "{}"),
+                                         "response_flags": "off"})
+    return config
+
+
+def envoy_version() -> tuple[int, int]:
+    """(major, minor) of the Envoy binary under test."""
+    out = subprocess.run([str(ENVOY_BIN), "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"/(\d+)\.(\d+)\.\d+/", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 def remove_filter(config: dict) -> dict:
