@@ -25,7 +25,22 @@ TARGETS = {
                    lambda v: v <= 2.0),
     "large_ratio": ("10,000-hostname configuration ÷ default (CPU per request)", "≤ 1.05",
                     lambda v: v <= 1.05),
+    # Issue 15: the chain-bound form (no SNI read) and optional flag counting.
+    "chain_noflags_lua": ("chain-bound, flags off, overhead ÷ Lua overhead", "≤ 1.0",
+                          lambda v: v <= 1.0),
+    "chain_lua": ("chain-bound (counting flags) overhead ÷ Lua overhead", "≤ 1.5",
+                  lambda v: v <= 1.5),
+    "chain_native_lua": ("chain-bound, flags off + stats access logger, overhead ÷ Lua overhead",
+                         "≤ 1.1", lambda v: v <= 1.1),
+    "chain_large_ratio": ("chain-bound 10,000 hostnames ÷ chain-bound (CPU per request)",
+                          "≤ 1.05", lambda v: v <= 1.05),
 }
+
+# Targets that are a configuration's overhead over no filter as a ratio of the Lua recipe's.
+LUA_RATIOS = {"lua_ratio": "default", "chain_noflags_lua": "chain_noflags",
+              "chain_lua": "chain", "chain_native_lua": "chain_native"}
+# Targets that are one configuration's CPU per request over another's.
+CPU_RATIOS = {"large_ratio": ("large", "default"), "chain_large_ratio": ("chain_large", "chain")}
 
 
 def med(values: list[float]) -> float:
@@ -54,13 +69,14 @@ def headline(results: dict, backend: str) -> dict[str, float]:
         return x - y
     over = {k: paired(results, k, "none", backend, sub) for k in results}
     out = {}
-    if over.get("default") and over.get("lua"):
-        out["lua_ratio"] = med(over["default"]) / med(over["lua"])
+    for target, key in LUA_RATIOS.items():
+        if over.get(key) and over.get("lua"):
+            out[target] = med(over[key]) / med(over["lua"])
     if over.get("default") and over.get("empty"):
         out["over_empty"] = med(paired(results, "default", "empty", backend, sub))
-    if results.get("large") and results.get("default"):
-        out["large_ratio"] = med(paired(results, "large", "default", backend,
-                                        lambda x, y: x / y))
+    for target, (key, base) in CPU_RATIOS.items():
+        if results.get(key, {}).get(backend) and results.get(base, {}).get(backend):
+            out[target] = med(paired(results, key, base, backend, lambda x, y: x / y))
     return out
 
 
@@ -88,27 +104,39 @@ def median_ci(values: list[float]) -> tuple[float, float]:
     return (v[k], v[n - 1 - k]) if n else (float("nan"), float("nan"))
 
 
-# The SDK build against the hand-written-ABI build it replaced (`make bench` builds the latter
-# from HANDWRITTEN_COMMIT as the `handwritten` variant).
-SDK_TOLERANCE_US = 0.5
+# sni-guard's default configuration measured against other builds of it, side by side: the
+# hand-written-ABI build the SDK build replaced (`handwritten`, HANDWRITTEN_COMMIT in
+# mk/bench.mk) and the build before the chain-bound form (`previous`, PREVIOUS_COMMIT): neither
+# may cost more than the current one, within the tolerance or the noise.
+VARIANT_TOLERANCE_US = 0.5
+VARIANTS = {
+    "handwritten": "SDK build − hand-written ABI build",
+    "previous": "SNI-based default − the build before the chain-bound form (no slower)",
+}
 
 
-def sdk_comparison(results: dict, backend: str) -> list[str]:
-    """Lines comparing sni-guard (SDK) with the `handwritten` variant, if it was measured."""
-    if not (results.get("handwritten", {}).get(backend) and results.get("default", {}).get(backend)):
-        return []
-    diff = paired(results, "default", "handwritten", backend, lambda x, y: x - y)
-    d = med(diff)
-    lo, hi = median_ci(diff)
-    d10 = low_cpu(results, "default", backend) - low_cpu(results, "handwritten", backend)
-    within = abs(d) <= SDK_TOLERANCE_US and abs(d10) <= SDK_TOLERANCE_US
-    noise = lo <= 0 <= hi
-    verdict = ("met: within ±0.5 µs" if within else
-               "inside the measured noise (the interval holds 0)" if noise else "not met")
-    return [f"SDK build − hand-written ABI build ({backend}), Envoy CPU µs per request: "
-            f"median of {len(diff)} paired differences **{d:+.2f}** (95% interval of the median "
-            f"{lo:+.2f} to {hi:+.2f}), 10th percentiles {d10:+.2f} (target within "
-            f"±{SDK_TOLERANCE_US} µs, or inside the noise: {verdict}).", ""]
+def variant_comparisons(results: dict, backend: str) -> list[str]:
+    """Lines comparing sni-guard with each variant build that was measured."""
+    lines = []
+    for variant, title in VARIANTS.items():
+        if not (results.get(variant, {}).get(backend)
+                and results.get("default", {}).get(backend)):
+            continue
+        diff = paired(results, "default", variant, backend, lambda x, y: x - y)
+        d = med(diff)
+        lo, hi = median_ci(diff)
+        d10 = low_cpu(results, "default", backend) - low_cpu(results, variant, backend)
+        within = abs(d) <= VARIANT_TOLERANCE_US and abs(d10) <= VARIANT_TOLERANCE_US
+        if variant == "previous":
+            within = d <= VARIANT_TOLERANCE_US and d10 <= VARIANT_TOLERANCE_US
+        noise = lo <= 0 <= hi
+        verdict = ("met: within ±0.5 µs" if within else
+                   "inside the measured noise (the interval holds 0)" if noise else "not met")
+        lines += [f"{title} ({backend}), Envoy CPU µs per request: median of {len(diff)} paired "
+                  f"differences **{d:+.2f}** (95% interval of the median {lo:+.2f} to "
+                  f"{hi:+.2f}), 10th percentiles {d10:+.2f} (target within "
+                  f"±{VARIANT_TOLERANCE_US} µs, or inside the noise: {verdict}).", ""]
+    return lines
 
 
 def headline_min(results: dict, backend: str) -> dict[str, float]:
@@ -116,12 +144,14 @@ def headline_min(results: dict, backend: str) -> dict[str, float]:
     lo = {k: low_cpu(results, k, backend) for k in results}
     out = {}
     if "none" in lo:
-        if "default" in lo and "lua" in lo:
-            out["lua_ratio"] = (lo["default"] - lo["none"]) / (lo["lua"] - lo["none"])
+        for target, key in LUA_RATIOS.items():
+            if key in lo and "lua" in lo:
+                out[target] = (lo[key] - lo["none"]) / (lo["lua"] - lo["none"])
         if "default" in lo and "empty" in lo:
             out["over_empty"] = lo["default"] - lo["empty"]
-    if "large" in lo and "default" in lo:
-        out["large_ratio"] = lo["large"] / lo["default"]
+    for target, (key, base) in CPU_RATIOS.items():
+        if key in lo and base in lo:
+            out[target] = lo[key] / lo[base]
     return out
 
 
@@ -189,7 +219,7 @@ def write(out: Path, meta: dict, labels: dict, results: dict, summary: dict) -> 
                 lines.append(f"- {name}: **{v:.2f}{unit}**{alt_text} (target {target}: "
                              f"{'met' if ok(v) else 'not met'})")
             lines.append("")
-        lines += sdk_comparison(results, backend)
+        lines += variant_comparisons(results, backend)
     slices = [m for k in results for b in results[k] for m in results[k][b]]
     loads = [m["loadavg"] for m in slices]
     others = [m["others_cpu_share"] for m in slices if "others_cpu_share" in m]

@@ -78,6 +78,8 @@ class Config:
     filters: list[dict] = field(default_factory=list)
     wasm: Path | None = None
     sni_guard: bool = False
+    # Entries added to the connection manager's `access_log`.
+    access_log: list[dict] = field(default_factory=list)
 
 
 def wasm_filter(name: str, path: Path, configuration: str) -> dict:
@@ -101,6 +103,22 @@ def wasm_filter(name: str, path: Path, configuration: str) -> dict:
             },
         },
     }
+
+
+# The bench listener's one filter chain is `gateway-a`; the chain-bound configurations tell the
+# filter so (`this_listener`), beside a second listener as a gateway with two would have.
+CHAIN = "gateway-a"
+CHAIN_LISTENERS = [{"name": CHAIN, "hostnames": [HOST]},
+                   {"name": "gateway-b", "hostnames": ["b.example.com"]}]
+
+
+def chain_bound(listeners: list[dict], this: str, **extra) -> str:
+    return json.dumps({"listeners": listeners, "this_listener": this, **extra})
+
+
+def stats_access_log() -> dict:
+    """The shipped stats access logger entry that counts the response flags in Envoy itself."""
+    return yaml.safe_load((REPO / "envoy" / "flags-stats-access-log.yaml").read_text())
 
 
 def lua_filter() -> dict:
@@ -127,6 +145,26 @@ def configs() -> list[Config]:
         Config("dry_run", "sni-guard dry run",
                [wasm_filter("sni_guard", SNI_GUARD_WASM, json.dumps({"mode": "dry_run"}))],
                SNI_GUARD_WASM, True),
+        Config("chain", "sni-guard chain-bound",
+               [wasm_filter("sni_guard", SNI_GUARD_WASM, chain_bound(CHAIN_LISTENERS, CHAIN))],
+               SNI_GUARD_WASM, True),
+        Config("chain_noflags", "sni-guard chain-bound, flags off",
+               [wasm_filter("sni_guard", SNI_GUARD_WASM,
+                            chain_bound(CHAIN_LISTENERS, CHAIN, response_flags="off"))],
+               SNI_GUARD_WASM, True),
+        Config("chain_native", "sni-guard chain-bound, flags off + stats access logger",
+               [wasm_filter("sni_guard", SNI_GUARD_WASM,
+                            chain_bound(CHAIN_LISTENERS, CHAIN, response_flags="off"))],
+               SNI_GUARD_WASM, True, [stats_access_log()]),
+        Config("chain_large", "sni-guard chain-bound 10k hostnames",
+               [wasm_filter("sni_guard", SNI_GUARD_WASM,
+                            chain_bound(large_listeners(), "bench-a"))],
+               SNI_GUARD_WASM, True),
+        Config("noflags", "sni-guard flags off",
+               [wasm_filter("sni_guard", SNI_GUARD_WASM, json.dumps({"response_flags": "off"}))],
+               SNI_GUARD_WASM, True),
+        Config("native_flags", "stats access logger alone (no filter)", [], None, False,
+               [stats_access_log()]),
     ]
 
 
@@ -163,6 +201,7 @@ def bootstrap(cfg: Config, admin_port: int, port: int, upstream_port: int) -> di
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager."
                  "v3.HttpConnectionManager",
         "stat_prefix": "bench",
+        **({"access_log": cfg.access_log} if cfg.access_log else {}),
         "http_filters": [*cfg.filters, router],
         "route_config": {
             "name": "bench",
@@ -464,7 +503,8 @@ def main() -> None:
     p.add_argument("--latency-seconds", type=int, default=2)
     p.add_argument("--latency-rounds", type=int, default=2)
     p.add_argument("--configs", default=os.environ.get("BENCH_CONFIGS", ""),
-                   help="comma-separated subset of: none,empty,lua,default,large,dry_run")
+                   help="comma-separated subset of: none,empty,lua,default,large,dry_run,chain,"
+                        "chain_noflags,chain_native,chain_large,noflags,native_flags")
     p.add_argument("--backends", default=os.environ.get("BENCH_BACKENDS", "direct,proxied"))
     p.add_argument("--variant", action="append", default=[], metavar="KEY=PATH.wasm",
                    help="also measure another build of sni-guard (default configuration), "

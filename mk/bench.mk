@@ -13,23 +13,28 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 bench-deps: deps $(VENV)/.bench-installed
 	@scripts/apt-install.sh nghttp2-client nginx-light
 
-# The filter as it was before it moved onto the proxy-wasm SDK (the ABI spoken by hand in
-# src/abi.rs), measured side by side as the `handwritten` variant: the SDK build must not cost
-# more. Built from that commit's own tree and lock file (needs the git history).
-HANDWRITTEN_COMMIT := dccd5a8
-HANDWRITTEN_DIR    := target/bench-variants/handwritten
-HANDWRITTEN_WASM   := $(HANDWRITTEN_DIR)/sni_guard.wasm
+# Earlier builds of the filter, measured side by side with its default configuration, each built
+# from its commit's own tree and lock file (needs the git history):
+# - `handwritten`: before it moved onto the proxy-wasm SDK (the ABI spoken by hand in
+#   src/abi.rs); the SDK build must not cost more.
+# - `previous`: before the chain-bound form (issue 15); the SNI-based default must not cost more.
+VARIANT_COMMIT_handwritten := dccd5a8
+VARIANT_COMMIT_previous    := 6241cfb
+VARIANTS_DIR     := target/bench-variants
+HANDWRITTEN_WASM := $(VARIANTS_DIR)/handwritten/sni_guard.wasm
+PREVIOUS_WASM    := $(VARIANTS_DIR)/previous/sni_guard.wasm
 
-$(HANDWRITTEN_WASM):
-	rm -rf $(HANDWRITTEN_DIR) && mkdir -p $(HANDWRITTEN_DIR)/src
-	git archive $(HANDWRITTEN_COMMIT) | tar -x -C $(HANDWRITTEN_DIR)/src
-	cd $(HANDWRITTEN_DIR)/src && cargo build --release --locked --target $(WASM_TARGET) -p sni-guard \
+$(VARIANTS_DIR)/%/sni_guard.wasm:
+	rm -rf $(VARIANTS_DIR)/$* && mkdir -p $(VARIANTS_DIR)/$*/src
+	git archive $(VARIANT_COMMIT_$*) | tar -x -C $(VARIANTS_DIR)/$*/src
+	cd $(VARIANTS_DIR)/$*/src && cargo build --release --locked --target $(WASM_TARGET) -p sni-guard \
 	  --target-dir ../build
-	cp $(HANDWRITTEN_DIR)/build/$(WASM_TARGET)/release/sni_guard.wasm $@
+	cp $(VARIANTS_DIR)/$*/build/$(WASM_TARGET)/release/sni_guard.wasm $@
 
-bench: bench-deps certs $(HANDWRITTEN_WASM)
+bench: bench-deps certs $(HANDWRITTEN_WASM) $(PREVIOUS_WASM)
 	cargo build --release --target $(WASM_TARGET) -p sni-guard -p empty-filter
-	$(PY) bench/run.py --rounds $${BENCH_ROUNDS:-20} --variant handwritten=$(HANDWRITTEN_WASM)
+	$(PY) bench/run.py --rounds $${BENCH_ROUNDS:-20} --variant handwritten=$(HANDWRITTEN_WASM) \
+	  --variant previous=$(PREVIOUS_WASM)
 
 # Redraws bench/RESULTS.md and the chart from the last run's bench/results.json.
 bench-report: $(VENV)/.bench-installed
