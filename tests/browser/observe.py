@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from harness.envoy import Envoy
@@ -48,3 +49,14 @@ def requests_for(envoy: Envoy, authority: str, path: str, count: int = 1,
 def host(authority: str) -> str:
     """The host of a `host:port` authority (the test names are never IPv6 literals)."""
     return authority.split(":")[0]
+
+
+def answered(envoy: Envoy, authority: str, path: str, timeout: float = 10.0) -> list[Logged]:
+    """All logged requests for `authority` + `path`, once one of them got an answer other than
+    421 (a browser's retry comes after the 421 it follows)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = requests_for(envoy, authority, path, count=0, timeout=0)
+        if any(x.status != 421 for x in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)

@@ -11,7 +11,8 @@ from harness.h3 import quic_listener
 
 A, B, C = "a.example.com", "b.example.com", "c.example.com"
 
-# The page on a.example.com that loads an image, a script and a CORS fetch from b and from c,
+# The page on a.example.com that loads an image, a script and two CORS fetches (with and without
+# credentials) from b and from c,
 # and records in `window.results` how each ended. Script and JSON name the filter chain that
 # served them, so the browser itself reports where each request landed.
 PAGE = """<!doctype html>
@@ -25,29 +26,37 @@ function done(key, value) {
   const li = document.createElement("li");
   li.textContent = key + ": " + value;
   document.getElementById("out").append(li);
-  if (Object.keys(results).length === 6) window.results = results;
+  if (Object.keys(results).length === 8) window.results = results;
 }
+// The page's query string goes with every request, so that each run's requests can be told apart
+// in the access log.
+const run = location.search;
 for (const h of ["b", "c"]) {
   const base = "https://" + h + ".example.com:" + location.port;
   const img = new Image();
   img.onload = () => done(h + " image", "loaded");
   img.onerror = () => done(h + " image", "failed");
-  img.src = base + "/pixel.svg";
+  img.src = base + "/pixel.svg" + run;
   document.body.append(img);
   const s = document.createElement("script");
   s.onload = () => done(h + " script", s.dataset.chain || "no chain");
   s.onerror = () => done(h + " script", "failed");
-  s.src = base + "/script.js";
+  s.src = base + "/script.js" + run;
   document.head.append(s);
-  fetch(base + "/data.json")
-    .then(r => r.ok ? r.json() : Promise.reject(r.status))
-    .then(j => done(h + " fetch", j.chain), () => done(h + " fetch", "failed"));
+  // A credentialed fetch (as an API call with cookies), and one without credentials.
+  for (const [kind, credentials] of [["fetch", "include"], ["anonymous fetch", "omit"]]) {
+    fetch(base + "/data.json" + run + "&" + credentials, {credentials})
+      .then(r => r.ok ? r.json() : Promise.reject(r.status))
+      .then(j => done(h + " " + kind, j.chain), () => done(h + " " + kind, "failed"));
+  }
 }
 </script>
 """
 PIXEL = ('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8">'
          '<rect width="8" height="8" fill="green"/></svg>')
-SUBRESOURCE_PATHS = ("/pixel.svg", "/script.js", "/data.json")
+# The paths the page requests from b and c, by kind; `{run}` is the page's query string.
+SUBRESOURCES = {"image": "/pixel.svg{run}", "script": "/script.js{run}",
+                "fetch": "/data.json{run}&include", "anonymous fetch": "/data.json{run}&omit"}
 
 
 def _serve(path: str, content_type: str, body: str) -> dict:
@@ -57,8 +66,9 @@ def _serve(path: str, content_type: str, body: str) -> dict:
         "response_headers_to_add": [
             {"header": {"key": "content-type", "value": content_type},
              "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-            # The page on a.example.com may read these cross-origin (CORS).
-            {"header": {"key": "access-control-allow-origin", "value": "*"}},
+            # The page on a.example.com may read these cross-origin (CORS), with credentials.
+            {"header": {"key": "access-control-allow-origin", "value": "%REQ(origin)%"}},
+            {"header": {"key": "access-control-allow-credentials", "value": "true"}},
         ],
     }
 
