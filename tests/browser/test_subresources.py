@@ -13,7 +13,7 @@ import pytest
 
 from harness.envoy import Envoy
 from sites import A, B, C, SUBRESOURCES, three_gateways
-from subresources import load_page
+from subresources import closed_net_log, load_page
 
 HOSTS = (B, C)
 
@@ -31,6 +31,7 @@ def coalesced(browser_name: str, kind: str) -> bool:
 def test_subresources_from_b_and_c(site, browser):
     guard, envoy = site
     run = load_page(envoy, browser, HOSTS)
+    net_log = closed_net_log(browser)
 
     for h in HOSTS:
         chain = f"gateway-{h[0]}"
@@ -59,11 +60,11 @@ def test_subresources_from_b_and_c(site, browser):
                 assert run.results[f"{h[0]} {kind}"] == "failed"
                 assert seen == [("gateway-a", A, 404)], seen
 
-        if run.net_log:
+        if net_log:
             # Chromium's side: the first try of each host's requests went out on a session opened
             # for another host, and what came back there was 421 (404 without sni-guard).
             elsewhere = [x.status for kind in SUBRESOURCES if coalesced(browser.name, kind)
-                         for s, x in run.sent(h, kind) if s.host != run.authority(h)]
+                         for s, x in run.sent(net_log, h, kind) if s.host != run.authority(h)]
             assert elsewhere, f"Chromium sent nothing for {h} on another host's connection"
             assert set(elsewhere) == ({421} if guard else {404})
     if guard:
