@@ -6,9 +6,12 @@ on that connection, the browser retries on a new connection for b and shows b's 
 import pytest
 
 from harness.envoy import Envoy
+from navigation import a_then_b
 from netlog import NetLog
 from observe import requests_for
 from sites import A, B, demo
+
+RESTART = "HTTP_TRANSACTION_RESTART_MISDIRECTED_REQUEST"
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["without", "with"])
@@ -19,36 +22,30 @@ def site(request):
 
 def test_navigation_from_a_to_b(site, browser):
     guard, envoy = site
-    port = envoy.listener_port()
-    path = f"/incident-{browser.name}"
-    first = browser.visit(f"https://{A}:{port}{path}")
-    second = browser.visit(f"https://{B}:{port}{path}")
+    nav = a_then_b(browser, envoy.listener_port(), "incident")
     browser.close()
 
-    assert first.status == 200 and first.text.strip() == "hello from a.example.com"
-    b = f"{B}:{port}"
     if guard:
-        assert second.status == 200 and second.text.strip() == "hello from b.example.com"
-        misdirected, retried = requests_for(envoy, b, path, count=2)
-        assert (misdirected.chain, misdirected.sni, misdirected.status, misdirected.details) == (
-            "gateway-a", A, 421, "misdirected_request")
+        assert nav.second.status == 200 and nav.second.text.strip() == "hello from b.example.com"
+        misdirected, retried = requests_for(envoy, nav.b, nav.path, count=2)
+        assert (misdirected.chain, misdirected.sni, misdirected.protocol, misdirected.status,
+                misdirected.details) == ("gateway-a", A, "HTTP/2", 421, "misdirected_request")
         assert (retried.chain, retried.sni, retried.status) == ("gateway-b", B, 200)
     else:
-        assert second.status == 404 and "hello from b" not in second.text
-        [lost] = requests_for(envoy, b, path)
-        assert (lost.chain, lost.sni, lost.status, lost.flags) == ("gateway-a", A, 404, "NR")
-    assert misdirected.protocol == "HTTP/2" if guard else lost.protocol == "HTTP/2"
+        assert nav.second.status == 404 and "hello from b" not in nav.second.text
+        [lost] = requests_for(envoy, nav.b, nav.path)
+        assert (lost.chain, lost.sni, lost.protocol, lost.status, lost.flags) == (
+            "gateway-a", A, "HTTP/2", 404, "NR")
 
     if browser.name == "chromium":
         # The browser's own record: the request for b went out on the session opened for a.
         log = NetLog(browser.net_log)
-        sent = log.exchanges(b, path)
-        first_try = sent[0]
-        assert first_try[0].host == f"{A}:{port}" and first_try[0].protocol == "h2"
+        sent = log.exchanges(nav.b, nav.path)
+        assert (sent[0][0].host, sent[0][0].protocol) == (nav.a, "h2")
         if guard:
             assert [x.status for _, x in sent] == [421, 200]
-            assert sent[1][0].host == b, "the retry must use a new session opened for b"
-            assert log.count("HTTP_TRANSACTION_RESTART_MISDIRECTED_REQUEST") >= 1
+            assert sent[1][0].host == nav.b, "the retry must use a new session opened for b"
+            assert log.count(RESTART) >= 1
         else:
             assert [x.status for _, x in sent] == [404]
-            assert log.count("HTTP_TRANSACTION_RESTART_MISDIRECTED_REQUEST") == 0
+            assert log.count(RESTART) == 0
