@@ -267,7 +267,7 @@ class Chromium(Browser):
             f"--host-resolver-rules={rules}",
             f"--log-net-log={self.net_log}",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--window-size=800,360",
+            "--disable-sync", "--window-size=800,560",
             *self.extra_args,
             "about:blank",
         ]
