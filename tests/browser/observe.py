@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-import time
 from dataclasses import dataclass
 
+from harness.clients import h1_get
 from harness.envoy import Envoy
+
+A = "a.example.com"
 
 # The demo's access log format (envoy/envoy.yaml), the fields the browser tests compare.
 _LINE = re.compile(r"chain=(\S*) sni=(\S*) (\S+) \S+ authority=(\S*) path=(\S*) status=(\d+) "
@@ -51,12 +54,23 @@ def host(authority: str) -> str:
     return authority.split(":")[0]
 
 
-def answered(envoy: Envoy, authority: str, path: str, timeout: float = 10.0) -> list[Logged]:
-    """All logged requests for `authority` + `path`, once one of them got an answer other than
-    421 (a browser's retry comes after the 421 it follows)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = requests_for(envoy, authority, path, count=0, timeout=0)
-        if any(x.status != 421 for x in found) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+
+
+def settle(envoy: Envoy) -> list[Logged]:
+    """Every request answered so far, logged: sends one more request (a marker, HTTP/1.1 to a)
+    and waits for its line. Envoy appends access log entries to one buffer in the order the
+    requests end, so once the marker is in the file, so is everything finished before it."""
+    port = envoy.listener_port()
+    marker = f"/settle-{next(_markers)}"
+    h1_get(port, A, f"{A}:{port}", marker)  # whatever the answer: it is logged
+    if not envoy.wait_access_log(f"path={marker} ", timeout=10.0):
+        raise TimeoutError("Envoy did not log the marker request")
+    return logged(envoy)
+
+
+def of(lines: list[Logged], authority: str, path: str) -> list[Logged]:
+    """The lines of one request (its tries), in order."""
+    return [x for x in lines if x.authority == authority and x.path == path]
+
+
+_markers = itertools.count()

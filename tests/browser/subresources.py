@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from browsers import Browser
 from harness.envoy import Envoy
 from netlog import Exchange, NetLog, Session
-from observe import Logged, answered
+from observe import Logged, of, settle
 from sites import A, SUBRESOURCES
 
 
@@ -38,7 +38,8 @@ def load_page(envoy: Envoy, browser: Browser, hosts: tuple[str, ...]) -> PageRun
     assert page.status == 200, page
     results = browser.wait_for("window.results")
     paths = {kind: path.format(run=run) for kind, path in SUBRESOURCES.items()}
-    logged = {(h, kind): answered(envoy, f"{h}:{port}", path)
+    lines = settle(envoy)
+    logged = {(h, kind): of(lines, f"{h}:{port}", path)
               for h in hosts for kind, path in paths.items()}
     return PageRun(port, results, logged, paths)
 

@@ -6,7 +6,7 @@ import pytest
 
 from harness.envoy import Envoy
 from navigation import a_then_b
-from observe import host, logged, requests_for
+from observe import host, logged, requests_for, settle
 from sites import A, B, demo
 
 WOULD = 'sni_guard_would_misdirect{reason="listener_mismatch",protocol="http2"}'
@@ -30,7 +30,7 @@ def test_dry_run_changes_nothing_the_browser_sees(site, browser):
 
     # Every request for b on a's connection (this browser's, earlier ones', favicons) is one
     # that enforce mode would have answered 421.
-    mismatched = sum(1 for x in logged(envoy) if x.sni == A and host(x.authority) == B)
+    mismatched = sum(1 for x in settle(envoy) if x.sni == A and host(x.authority) == B)
     assert mismatched >= 1
     if dry_run:
         assert envoy.wait_counter(WOULD, mismatched) == mismatched

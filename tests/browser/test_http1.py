@@ -7,7 +7,7 @@ import pytest
 from harness.envoy import Envoy
 from navigation import a_then_b
 from netlog import NetLog
-from observe import host, logged, requests_for
+from observe import host, requests_for, settle
 from sites import B, demo, http1_only
 
 
@@ -26,7 +26,7 @@ def test_http1_is_never_coalesced(site, browser):
     [served] = requests_for(envoy, nav.b, nav.path)
     assert (served.chain, served.sni, served.protocol, served.status) == (
         "gateway-b", B, "HTTP/1.1", 200)
-    everything = logged(envoy)
+    everything = settle(envoy)
     assert all(x.sni == host(x.authority) and x.status != 421 for x in everything), everything
     if browser.name == "chromium":
         assert not NetLog(browser.net_log).sessions, "Chromium opened an HTTP/2 or HTTP/3 session"
