@@ -7,8 +7,8 @@ With sni-guard Chromium 156 gets the 421 and restarts the request, but with QUIC
 restart is bound to the same QUIC session (b is now an alias of a's session there), gets 421
 again and shows it. This pins that behaviour: with QUIC discovered through Alt-Svc, as real
 sites are, Chromium's 421 restart also turns alternative services off and goes over TCP, which
-this suite does not exercise (docs/browsers.md). Firefox is not run here: it has no switch to
-force QUIC for an origin without Alt-Svc."""
+this suite does not exercise (docs/browsers.md). Firefox is not run here: pointed at the QUIC
+listener with its testing preference for Alt-Svc mappings, it kept using HTTP/2 (docs/browsers.md)."""
 
 import pytest
 
