@@ -13,6 +13,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Logged on a request when Chromium restarts it after a 421 (once, with IP-based pooling and
+# alternative services off).
+RESTART_MISDIRECTED = "HTTP_TRANSACTION_RESTART_MISDIRECTED_REQUEST"
+
 # Per protocol: the source type of a session, the events of sent and received header blocks.
 _PROTOCOLS = {
     "h2": ("HTTP2_SESSION", "HTTP2_SESSION_SEND_HEADERS", "HTTP2_SESSION_RECV_HEADERS"),

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import json
+from typing import Callable
 
+import pytest
+
+from harness.envoy import Envoy
 from harness.envoy import _walk, load_demo, remove_filter, set_plugin_config
 from harness.gateway import gateway_config
 from harness.h3 import quic_listener
@@ -122,3 +126,13 @@ def with_quic(config: dict) -> dict:
     listeners = config["static_resources"]["listeners"]
     listeners.append(quic_listener(listeners[0]))
     return config
+
+
+def without_and_with(make_config: Callable[[bool], dict], ids=("without", "with")):
+    """A module-scoped fixture: Envoy running `make_config(False)` (no sni-guard), then
+    `make_config(True)`; each test gets `(guard, envoy)` and so runs once for each."""
+    @pytest.fixture(scope="module", params=[False, True], ids=list(ids))
+    def site(request):
+        with Envoy(make_config(request.param)) as envoy:
+            yield request.param, envoy
+    return site

@@ -2,21 +2,16 @@
 sees without the filter (404 for b on a's connection), and `sni_guard_would_misdirect` counts
 every request that would have been a 421."""
 
-import pytest
-
-from harness.envoy import Envoy
 from navigation import a_then_b
 from observe import host, logged, requests_for, settle
-from sites import A, B, demo
+from sites import A, B, demo, without_and_with
 
 WOULD = 'sni_guard_would_misdirect{reason="listener_mismatch",protocol="http2"}'
 DID = 'sni_guard_misdirected{reason="listener_mismatch",protocol="http2"}'
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["without", "dry_run"])
-def site(request):
-    with Envoy(demo(request.param, '{"mode": "dry_run"}')) as envoy:
-        yield request.param, envoy
+site = without_and_with(lambda guard: demo(guard, '{"mode": "dry_run"}'),
+                        ids=("without", "dry_run"))
 
 
 def test_dry_run_changes_nothing_the_browser_sees(site, browser):

@@ -2,19 +2,13 @@
 HTTP/1.1 connection for another host, so b gets a connection of its own, lands on its own
 chain, and sni-guard has nothing to answer: no 421, no false positive."""
 
-import pytest
-
-from harness.envoy import Envoy
 from navigation import a_then_b
 from netlog import NetLog
 from observe import host, requests_for, settle
-from sites import B, demo, http1_only
+from sites import B, demo, http1_only, without_and_with
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["without", "with"])
-def site(request):
-    with Envoy(http1_only(demo(request.param))) as envoy:
-        yield request.param, envoy
+site = without_and_with(lambda guard: http1_only(demo(guard)))
 
 
 def test_http1_is_never_coalesced(site, browser):

@@ -5,27 +5,18 @@ out on the QUIC session opened for a. Without sni-guard: 404.
 
 With sni-guard Chromium 156 gets the 421 and restarts the request, but with QUIC forced for b the
 restart is bound to the same QUIC session (b is now an alias of a's session there), gets 421
-again and shows it. This pins that behaviour: with QUIC discovered through Alt-Svc, as real
-sites are, Chromium's 421 restart also turns alternative services off and goes over TCP, which
-this suite does not exercise (docs/browsers.md). Firefox is not run here: pointed at the QUIC
-listener with its testing preference for Alt-Svc mappings, it kept using HTTP/2 (docs/browsers.md)."""
-
-import pytest
+again and shows it. This pins that behaviour. With QUIC discovered through Alt-Svc, as real
+sites are, the restart should go over TCP (Chromium's restart turns alternative services off);
+this suite does not exercise that (docs/browsers.md). Firefox is not run here: pointed at the
+QUIC listener with its testing preference for Alt-Svc mappings, it kept using HTTP/2."""
 
 from browsers import Chromium
-from harness.envoy import Envoy
-from netlog import NetLog
+from netlog import RESTART_MISDIRECTED, NetLog
 from navigation import a_then_b
 from observe import requests_for
-from sites import A, B, demo, with_quic
+from sites import A, B, demo, with_quic, without_and_with
 
-RESTART = "HTTP_TRANSACTION_RESTART_MISDIRECTED_REQUEST"
-
-
-@pytest.fixture(scope="module", params=[False, True], ids=["without", "with"])
-def site(request):
-    with Envoy(with_quic(demo(request.param))) as envoy:
-        yield request.param, envoy
+site = without_and_with(lambda guard: with_quic(demo(guard)))
 
 
 def test_forced_quic_coalesces_and_the_421_is_retried_on_the_same_session(site):
@@ -43,7 +34,7 @@ def test_forced_quic_coalesces_and_the_421_is_retried_on_the_same_session(site):
     assert all((x.sni, x.protocol) == (A, "HTTP/3") for x in lines), lines
     if guard:
         assert [x.status for _, x in sent] == [421, 421]
-        assert log.count(RESTART) >= 1
+        assert log.count(RESTART_MISDIRECTED) >= 1
         assert [(x.status, x.details) for x in lines] == [(421, "misdirected_request")] * 2
         assert nav.second.status == 421
         assert nav.second.text.startswith("Misdirected Request")

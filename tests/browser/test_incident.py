@@ -3,21 +3,12 @@ b.example.com. The browser reuses the connection it opened for a (the certificat
 names). Without sni-guard the chain selected for a has no route for b: 404. With sni-guard: 421
 on that connection, the browser retries on a new connection for b and shows b's page."""
 
-import pytest
-
-from harness.envoy import Envoy
 from navigation import a_then_b
-from netlog import NetLog
+from netlog import RESTART_MISDIRECTED, NetLog
 from observe import requests_for
-from sites import A, B, demo
+from sites import A, B, demo, without_and_with
 
-RESTART = "HTTP_TRANSACTION_RESTART_MISDIRECTED_REQUEST"
-
-
-@pytest.fixture(scope="module", params=[False, True], ids=["without", "with"])
-def site(request):
-    with Envoy(demo(request.param)) as envoy:
-        yield request.param, envoy
+site = without_and_with(demo)
 
 
 def test_navigation_from_a_to_b(site, browser):
@@ -45,7 +36,7 @@ def test_navigation_from_a_to_b(site, browser):
         if guard:
             assert [x.status for _, x in sent] == [421, 200]
             assert sent[1][0].host == nav.b, "the retry must use a new session opened for b"
-            assert log.count(RESTART) >= 1
+            assert log.count(RESTART_MISDIRECTED) >= 1
         else:
             assert [x.status for _, x in sent] == [404]
-            assert log.count(RESTART) == 0
+            assert log.count(RESTART_MISDIRECTED) == 0

@@ -11,10 +11,7 @@ on a connection for c with it.
 b is loaded first because Firefox stops coalescing onto a connection once it has had a 421 on
 it: loaded after c, b's requests would open a connection of their own (see docs/browsers.md)."""
 
-import pytest
-
-from harness.envoy import Envoy
-from sites import A, B, C, listener_groups
+from sites import A, B, C, listener_groups, without_and_with
 from subresources import closed_net_log, load_page
 
 # The kinds every browser sends on the page's connection (Chromium keeps the anonymous fetch off
@@ -22,10 +19,7 @@ from subresources import closed_net_log, load_page
 KINDS = ("image", "script", "fetch")
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["without", "with"])
-def site(request):
-    with Envoy(listener_groups(request.param)) as envoy:
-        yield request.param, envoy
+site = without_and_with(listener_groups)
 
 
 def test_same_listener_shares_the_connection_other_listener_gets_421(site, browser):

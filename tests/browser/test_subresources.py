@@ -9,19 +9,13 @@ One kind differs by browser: a fetch without credentials. Chromium keeps such re
 connections that carry credentials (a separate pool), so it opens a connection for b or c right
 away and never coalesces them; Firefox sends them on a's connection like the rest."""
 
-import pytest
-
-from harness.envoy import Envoy
-from sites import A, B, C, SUBRESOURCES, three_gateways
+from sites import A, B, C, SUBRESOURCES, three_gateways, without_and_with
 from subresources import closed_net_log, load_page
 
 HOSTS = (B, C)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["without", "with"])
-def site(request):
-    with Envoy(three_gateways(request.param)) as envoy:
-        yield request.param, envoy
+site = without_and_with(three_gateways)
 
 
 def coalesced(browser_name: str, kind: str) -> bool:
