@@ -57,8 +57,8 @@ class Wire:
     the events that arrive in between kept in `events`."""
 
     def __init__(self, url: str):
-        self.ws: ClientConnection = connect(url, max_size=None, open_timeout=20,
-                                               legacy=True)
+        # `legacy=True`: a connection kept open across calls, not a context manager.
+        self.ws: ClientConnection = connect(url, max_size=None, open_timeout=20, legacy=True)
         self.next_id = 0
         self.events: list[dict] = []
 
@@ -199,6 +199,7 @@ class Browser(Page):
             self._connect(self._wait_for_endpoint())
         except BaseException:
             self.close()
+            self.cleanup()
             raise
         return self
 
@@ -247,6 +248,7 @@ class Browser(Page):
     def __exit__(self, *exc) -> None:
         self.close()
         self.cleanup()
+
 
 class Chromium(Browser):
     """Chromium over the DevTools protocol. `net_log` is Chromium's own record of every
