@@ -1,13 +1,16 @@
 """Scenario 2: a page on a.example.com loads an image, a script and CORS fetches from
 b.example.com and from c.example.com, three filter chains selected by SNI sharing one wildcard
 certificate. The browser sends them on the connection it opened for a. Without sni-guard each of
-those is a 404 and fails in the page; with it each gets 421 (at least the first for each host),
-the browser retries on a connection for that host, and all of them load, served by their own
-chain.
+those is a 404 and fails in the page; with it a request sent on another host's connection gets
+421 there, the browser retries on a connection for the request's own host, and it loads, served
+by its own chain.
 
-One kind differs by browser: a fetch without credentials. Chromium keeps such requests off the
-connections that carry credentials (a separate pool), so it opens a connection for b or c right
-away and never coalesces them; Firefox sends them on a's connection like the rest."""
+Where the browsers differ:
+- a fetch without credentials: Chromium keeps such requests off the connections that carry
+  credentials (a separate pool), so it opens a connection for b or c right away and never
+  coalesces them; Firefox sends them on a's connection like the rest;
+- Firefox may send a retry on yet another coalesced connection (b's request on c's new
+  connection), get 421 again and give up; accepted for Firefox only (docs/browsers.md)."""
 
 from sites import A, B, C, SUBRESOURCES, three_gateways, without_and_with
 from subresources import closed_net_log, load_page
