@@ -11,9 +11,10 @@ from harness.envoy import Envoy
 
 A = "a.example.com"
 
-# The demo's access log format (envoy/envoy.yaml), the fields the browser tests compare.
-_LINE = re.compile(r"chain=(\S*) sni=(\S*) (\S+) \S+ authority=(\S*) path=(\S*) status=(\d+) "
-                   r"flags=(\S*) details=(\S*)")
+# The demo's access log format (envoy/envoy.yaml) is `name=value` fields around the protocol and
+# method; the fields are found by name, so fields added to the format do not disturb the tests.
+_FIELD = re.compile(r"(\w+)=(\S*)")
+_PROTOCOL = re.compile(r" sni=\S* (\S+) ")
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,13 @@ class Logged:
 
 
 def parse(line: str) -> Logged | None:
-    m = _LINE.search(line)
-    if not m:
+    fields = dict(_FIELD.findall(line))
+    protocol = _PROTOCOL.search(line)
+    try:
+        return Logged(fields["chain"], fields["sni"], protocol.group(1), fields["authority"],
+                      fields["path"], int(fields["status"]), fields["flags"], fields["details"])
+    except (KeyError, AttributeError, ValueError):
         return None
-    chain, sni, protocol, authority, path, status, flags, details = m.groups()
-    return Logged(chain, sni, protocol, authority, path, int(status), flags, details)
 
 
 def logged(envoy: Envoy) -> list[Logged]:
