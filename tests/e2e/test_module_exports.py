@@ -5,12 +5,20 @@ of them, and the linker wrapper (`scripts/wasm-link`, list in `build.rs`) keeps 
 plain `cargo build --release --target wasm32-unknown-unknown` must give the trimmed module.
 """
 
+import importlib.util
 import os
 import stat
 import subprocess
 
 from harness.envoy import REPO, WASM
-from harness.wasm import exports
+
+
+def exports(module) -> set[str]:
+    """The module's export names, read by the OCI image builder's own parser (oci/build.py)."""
+    spec = importlib.util.spec_from_file_location("oci_build", REPO / "oci" / "build.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    return set(builder.wasm_exports(module.read_bytes()))
 
 # The callbacks sni-guard implements: once per VM or configuration, then per request.
 ALLOWED_CALLBACKS = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Callable
 
 from .envoy import load_demo, wasm_filters
 
@@ -20,11 +21,12 @@ def _demo_pieces() -> tuple[dict, list, dict, dict]:
 
 
 def gateway_config(listeners: list[tuple[str, list[str]]], plugin: dict | None,
-                   ) -> dict:
+                   routes: Callable[[str], list[dict]] | None = None) -> dict:
     """A bootstrap with one chain per listener. `listeners` is [(name, hostnames)]; empty
     hostnames make the catch-all (the default chain). Each chain answers 200 with
-    `listener <name>` for its own hostnames and has no route for anything else. `plugin=None`
-    removes sni-guard; otherwise it is the plugin configuration (a dict, sent as JSON)."""
+    `listener <name>` for its own hostnames (or serves `routes(name)` when given) and has no
+    route for anything else. `plugin=None` removes sni-guard; otherwise it is the plugin
+    configuration (a dict, sent as JSON)."""
     demo, access_log, tls, guard = _demo_pieces()
     router = {"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
@@ -51,9 +53,10 @@ def gateway_config(listeners: list[tuple[str, list[str]]], plugin: dict | None,
                     "http_filters": copy.deepcopy(filters),
                     "route_config": {"name": name, "virtual_hosts": [{
                         "name": name, "domains": domains,
-                        "routes": [{"match": {"prefix": "/"}, "direct_response": {
-                            "status": 200,
-                            "body": {"inline_string": f"listener {name}\n"}}}],
+                        "routes": routes(name) if routes else [
+                            {"match": {"prefix": "/"}, "direct_response": {
+                                "status": 200,
+                                "body": {"inline_string": f"listener {name}\n"}}}],
                     }]},
                 },
             }],
