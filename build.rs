@@ -20,7 +20,11 @@ fn main() {
     ];
     // Per request. The benchmark's `bench-stage-contexts` build keeps only creation and deletion.
     if !feature("BENCH_STAGE_CONTEXTS") {
-        callbacks.extend(["proxy_on_request_headers", "proxy_on_log"]);
+        callbacks.push("proxy_on_request_headers");
+        // `bench-no-log`: what the empty log callback costs a configuration that counts no flags.
+        if !feature("BENCH_NO_LOG") {
+            callbacks.push("proxy_on_log");
+        }
     }
     // Read by the linker, which rustc runs with the environment of this crate's compilation.
     println!(

@@ -31,10 +31,17 @@ $(VARIANTS_DIR)/%/sni_guard.wasm:
 	  --target-dir ../build
 	cp $(VARIANTS_DIR)/$*/build/$(WASM_TARGET)/release/sni_guard.wasm $@
 
+# `nolog`: this build without the log callback (feature `bench-no-log`), beside `noflags`: what
+# keeping `proxy_on_log` exported costs a configuration that counts no flags.
+NOLOG_WASM := $(VARIANTS_DIR)/nolog/sni_guard.wasm
+
 bench: bench-deps certs $(HANDWRITTEN_WASM) $(PREVIOUS_WASM)
+	cargo build --release --target $(WASM_TARGET) -p sni-guard --features bench-no-log
+	@mkdir -p $(dir $(NOLOG_WASM))
+	cp target/$(WASM_TARGET)/release/sni_guard.wasm $(NOLOG_WASM)
 	cargo build --release --target $(WASM_TARGET) -p sni-guard -p empty-filter
 	$(PY) bench/run.py --rounds $${BENCH_ROUNDS:-20} --variant handwritten=$(HANDWRITTEN_WASM) \
-	  --variant previous=$(PREVIOUS_WASM)
+	  --variant previous=$(PREVIOUS_WASM) --variant nolog=$(NOLOG_WASM)
 
 # Redraws bench/RESULTS.md and the chart from the last run's bench/results.json.
 bench-report: $(VENV)/.bench-installed

@@ -36,7 +36,9 @@ Every behaviour names the file it follows, in istio/istio at the release tags 1.
   its internal environment variables are stripped; when the pull fails, an RBAC filter that allows
   everything for FAIL_OPEN and denies everything otherwise, with `rules_stat_prefix` from 1.28).
 - EnvoyFilter `INSERT_FIRST` on HTTP_FILTER: pilot/pkg/networking/core/envoyfilter/listener_patch.go
-  (patchHTTPFilters: prepended to the HTTP filters of every matching connection manager).
+  (patchHTTPFilters: prepended to the HTTP filters of every matching connection manager;
+  filterChainMatch: a `filterChain.sni` matches a chain whose `server_names` contain it exactly,
+  never a chain without server names; patches applied in their order).
 
 Left out, because upstream Envoy cannot run them or this test has no use for them (leaving them
 out changes no behaviour tested here): the Istio-proxy-only filters `istio.metadata_exchange`,
@@ -365,6 +367,28 @@ def apply_envoyfilter(http_filters: list[dict], doc: dict, *, wasm: Path = WASM,
         if sha256 is not None:
             remote["sha256"] = sha256
     return [value, *copy.deepcopy(http_filters)]
+
+
+def apply_envoyfilter_per_chain(bootstrap: dict, doc: dict, *, wasm: Path = WASM) -> dict:
+    """listener_patch.go for an EnvoyFilter whose HTTP_FILTER patches match filter chains by
+    `filterChain.sni`: each chain's connection manager gets the patches that match it, in
+    order, each inserted first. The code source must be a local file (pointed at `wasm`)."""
+    bootstrap = copy.deepcopy(bootstrap)
+    for listener in bootstrap["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            names = chain.get("filter_chain_match", {}).get("server_names", [])
+            hcm = chain["filters"][0]["typed_config"]
+            for patch in doc["spec"]["configPatches"]:
+                assert patch["applyTo"] == "HTTP_FILTER", patch
+                assert patch["patch"]["operation"] == "INSERT_FIRST", patch
+                sni = patch["match"]["listener"]["filterChain"].get("sni", "")
+                if sni and sni not in names:
+                    continue
+                value = copy.deepcopy(patch["patch"]["value"])
+                value["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(
+                    wasm)
+                hcm["http_filters"] = [value, *hcm["http_filters"]]
+    return bootstrap
 
 
 def static_cluster(name: str, port: int) -> dict:

@@ -16,7 +16,8 @@ import pytest
 from harness.clients import H2Connection
 from harness.envoy import WASM, Envoy, free_port
 
-from istio_render import (RELEASES, Server, apply_envoyfilter, custom_ext_authz, documents,
+from istio_render import (RELEASES, Server, apply_envoyfilter, apply_envoyfilter_per_chain,
+                          custom_ext_authz, documents,
                           extension_gateway, istio_gateway, istio_http_filters, static_cluster,
                           wasm_fields)
 
@@ -122,6 +123,29 @@ def test_envoyfilter_with_a_local_file_answers_421(index):
                                 envoyfilter("envoyfilter-local.yaml", index, mode="enforce"))
     assert filters[0]["name"] == "sni_guard"             # INSERT_FIRST
     with Envoy(istio_gateway(filters)) as envoy:
+        assert coalesced(envoy) == [200, 421, 200, 200]
+        assert envoy.wait_access_log(" 421 - misdirected_request ")
+
+
+def test_chain_bound_envoyfilter_guards_each_chain_with_its_own_listener():
+    doc = copy.deepcopy(documents("envoyfilter-chain-bound.yaml")[0])
+    bound = []
+    for patch in doc["spec"]["configPatches"]:
+        config = patch["patch"]["value"]["typed_config"]["config"]["configuration"]
+        plugin = json.loads(config["value"])
+        config["value"] = json.dumps({**plugin, "mode": "enforce"})
+        bound.append((patch["match"]["listener"]["filterChain"]["sni"], plugin["this_listener"]))
+    assert bound == [(A, "gateway-a"), (B, "gateway-b")]
+    gateway = apply_envoyfilter_per_chain(istio_gateway(), doc)
+    # Every chain got exactly one sni-guard, telling it its own listener.
+    for chain in gateway["static_resources"]["listeners"][0]["filter_chains"]:
+        guards = [f for f in chain["filters"][0]["typed_config"]["http_filters"]
+                  if f["name"] == "sni_guard"]
+        assert len(guards) == 1
+        this = json.loads(guards[0]["typed_config"]["config"]["configuration"]["value"])[
+            "this_listener"]
+        assert dict(bound)[chain["filter_chain_match"]["server_names"][0]] == this
+    with Envoy(gateway) as envoy:
         assert coalesced(envoy) == [200, 421, 200, 200]
         assert envoy.wait_access_log(" 421 - misdirected_request ")
 
