@@ -92,30 +92,22 @@ pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         Some("off") => return Err(error("mode", TOP_LEVEL_OFF)),
         Some(m) => compile_mode(m, "mode", &[Mode::Enforce, Mode::DryRun])?,
     };
-    let missing_sni = match raw.missing_sni.as_deref() {
-        None | Some("allow") => MissingSni::Allow,
-        Some("reject") => MissingSni::Reject,
-        Some(other) => {
-            return Err(error(
-                "missing_sni",
-                format!("unknown value `{other}`, expected `allow` or `reject`"),
-            ))
-        }
-    };
+    let missing_sni = two_values(
+        raw.missing_sni.as_deref(),
+        "missing_sni",
+        ("allow", MissingSni::Allow),
+        ("reject", MissingSni::Reject),
+    )?;
     let protocols = match raw.protocols {
         None => Protocols::ALL,
         Some(list) => compile_protocols(&list)?,
     };
-    let response_flags = match raw.response_flags.as_deref() {
-        None | Some("count") => FlagCounting::Count,
-        Some("off") => FlagCounting::Off,
-        Some(other) => {
-            return Err(error(
-                "response_flags",
-                format!("unknown value `{other}`, expected `count` or `off`"),
-            ))
-        }
-    };
+    let response_flags = two_values(
+        raw.response_flags.as_deref(),
+        "response_flags",
+        ("count", FlagCounting::Count),
+        ("off", FlagCounting::Off),
+    )?;
     let this_listener = match (&raw.this_listener, &raw.listeners) {
         (None, _) => None,
         (Some(_), None) => {
@@ -165,6 +157,24 @@ pub fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         this_listener,
         response_flags,
     })
+}
+
+/// A field with two spellings; absent means the first (the default).
+fn two_values<T>(
+    value: Option<&str>,
+    field: &str,
+    (default_name, default): (&str, T),
+    (other_name, other): (&str, T),
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if v == default_name => Ok(default),
+        Some(v) if v == other_name => Ok(other),
+        Some(v) => Err(error(
+            field,
+            format!("unknown value `{v}`, expected `{default_name}` or `{other_name}`"),
+        )),
+    }
 }
 
 /// `off` everywhere is no protection: refused at the top level, where it would be a silent no-op.

@@ -16,18 +16,13 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 
+mod strategies;
+
 use proptest::prelude::*;
 use serde_json::json;
 use sni_guard::config;
 use sni_guard::policy::{MissingSni, Pass, Policy, Tls, Verdict};
-
-fn label() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["a", "b", "c", "ab", "w"]).prop_map(str::to_owned)
-}
-
-fn name() -> impl Strategy<Value = String> {
-    prop::collection::vec(label(), 1..=3).prop_map(|l| l.join("."))
-}
+use strategies::{mode, name};
 
 /// The `server_names` of one chain: exact names and wildcards.
 fn server_name() -> impl Strategy<Value = String> {
@@ -74,10 +69,6 @@ fn authority() -> impl Strategy<Value = Option<String>> {
             .prop_map(|s| Some(s.to_owned())),
         1 => Just(None),
     ]
-}
-
-fn mode() -> impl Strategy<Value = Option<&'static str>> {
-    prop::sample::select(vec![None, Some("enforce"), Some("dry_run"), Some("off")])
 }
 
 /// The chain Envoy selects for `sni` (see the module comment); `None`: no chain, no connection.

@@ -10,20 +10,15 @@
 
 use std::cell::Cell;
 
+mod strategies;
+
 use proptest::prelude::*;
 use serde_json::json;
 use sni_guard::config;
 use sni_guard::name::Name;
 use sni_guard::policy::{Mode, Outcome, Policy, Reason, Scope, Tls, Verdict};
 use sni_guard::reply;
-
-fn label() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["a", "b", "c", "ab", "w"]).prop_map(str::to_owned)
-}
-
-fn name() -> impl Strategy<Value = String> {
-    prop::collection::vec(label(), 1..=3).prop_map(|l| l.join("."))
-}
+use strategies::{mode, name};
 
 fn pattern() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -31,10 +26,6 @@ fn pattern() -> impl Strategy<Value = String> {
         2 => name().prop_map(|n| format!("*.{n}")),
         1 => Just("*".to_owned()),
     ]
-}
-
-fn mode() -> impl Strategy<Value = Option<&'static str>> {
-    prop::sample::select(vec![None, Some("enforce"), Some("dry_run"), Some("off")])
 }
 
 /// An authority: mostly names (with ports and case), sometimes something that is no
