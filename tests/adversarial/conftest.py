@@ -16,9 +16,9 @@ BOTH_FORMS = {"scope": "package", "params": list(FORMS)}
 
 @pytest.fixture(**BOTH_FORMS)
 def strict(request):
-    """Strict scope (host = SNI), enforce: the shipped plugin configuration. Chain-bound: one
-    listener per filter chain."""
-    with Envoy(FORMS[request.param](hostile_config())) as envoy:
+    """Strict scope (host = SNI), enforce: the default configuration `{}`. Chain-bound: one
+    listener per filter chain, as the shipped demo has."""
+    with Envoy(FORMS[request.param](hostile_config({}))) as envoy:
         yield envoy
 
 
@@ -32,6 +32,6 @@ def groups(request):
 
 @pytest.fixture(**BOTH_FORMS)
 def shipped(request):
-    """The demo bootstrap exactly as shipped (no upgrades, no HTTP/1.0)."""
+    """The demo bootstrap as shipped (chain-bound; no upgrades, no HTTP/1.0), and SNI-based."""
     with Envoy(FORMS[request.param](load_demo())) as envoy:
         yield envoy

@@ -111,7 +111,20 @@ def chain_bound(config: dict) -> dict:
     return config
 
 
-FORMS = {"sni": lambda config: config, "chain": chain_bound}
+def sni_based(config: dict) -> dict:
+    """The SNI-based form: `this_listener` removed from every sni-guard configuration (the
+    shipped demo is chain-bound)."""
+    config = copy.deepcopy(config)
+    for d in _walk(config):
+        if d.get("name") == "sni_guard" and "typed_config" in d:
+            value = d["typed_config"]["config"]["configuration"]
+            plugin = json.loads(value.get("value") or "{}")
+            plugin.pop("this_listener", None)
+            value["value"] = json.dumps(plugin)
+    return config
+
+
+FORMS = {"sni": sni_based, "chain": chain_bound}
 """The two forms of a configuration every suite runs the demo in: SNI-based, chain-bound."""
 
 
