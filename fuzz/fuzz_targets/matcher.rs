@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
             scope: Scope::Listeners(set.clone()),
             missing_sni,
             protocols: Protocols::ALL,
-        listener_modes: Vec::new(),
+            ..Policy::default()
         };
         let verdict = policy.decide(Some(sni), || Some(host));
         let host_listener = host_name.as_ref().and_then(|h| naive(&kept, h.as_str()));
