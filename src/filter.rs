@@ -8,11 +8,11 @@
 //! two host calls in `on_http_request_headers` (the SNI property and `:authority`; the latter
 //! skipped when there is no SNI and `missing_sni` is `allow`; the former skipped for a pass when
 //! the configuration is chain-bound, `this_listener`) and one in `on_log` (`response.flags`,
-//! none with `response_flags: off`). `requests_checked` is added up in the module and handed to Envoy on a
-//! one-second tick, or earlier whenever another sni-guard counter moves. The protocol property is
-//! read only when `protocols` restricts the check, or to label a reply; the TLS version only for
-//! a request without SNI under `missing_sni: reject`; the verdict is written to filter state only
-//! for a refused request.
+//! none with `response_flags: off`). `requests_checked` is added up in the module and handed to
+//! Envoy on a one-second tick, or earlier whenever another sni-guard counter moves. The protocol
+//! property is read only when `protocols` restricts the check, or to label a reply; the TLS
+//! version only for a request without SNI under `missing_sni: reject`; the verdict is written to
+//! filter state only for a refused request.
 //!
 //! Where the SDK can trap: its dispatcher panics on a context id Envoy never created, and its
 //! host-call wrappers panic on a status the ABI does not allow for that call. With
