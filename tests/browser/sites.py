@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from harness.envoy import Envoy
+from harness.envoy import FORMS, Envoy
 from harness.envoy import _walk, load_demo, remove_filter, set_plugin_config
 from harness.gateway import gateway_config
 from harness.h3 import quic_listener
@@ -128,11 +128,22 @@ def with_quic(config: dict) -> dict:
     return config
 
 
-def without_and_with(make_config: Callable[[bool], dict], ids=("without", "with")):
+def without_and_with(make_config: Callable[[bool], dict], ids=("without", "with"),
+                     forms: bool = False):
     """A module-scoped fixture: Envoy running `make_config(False)` (no sni-guard), then
-    `make_config(True)`; each test gets `(guard, envoy)` and so runs once for each."""
-    @pytest.fixture(scope="module", params=[False, True], ids=list(ids))
+    `make_config(True)`; each test gets `(guard, envoy)` and so runs once for each. With
+    `forms`, the guarded configuration runs in both of sni-guard's forms (SNI-based and
+    chain-bound, `harness.envoy.FORMS`), the same assertions for each."""
+    without, with_ = ids
+    params = [(False, None)] + ([(True, f) for f in FORMS] if forms else [(True, None)])
+    names = [without] + ([f"{with_}-{f}" for f in FORMS] if forms else [with_])
+
+    @pytest.fixture(scope="module", params=params, ids=names)
     def site(request):
-        with Envoy(make_config(request.param)) as envoy:
-            yield request.param, envoy
+        guard, form = request.param
+        config = make_config(guard)
+        if form is not None:
+            config = FORMS[form](config)
+        with Envoy(config) as envoy:
+            yield guard, envoy
     return site

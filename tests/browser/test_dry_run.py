@@ -11,7 +11,7 @@ DID = 'sni_guard_misdirected{reason="listener_mismatch",protocol="http2"}'
 
 
 site = without_and_with(lambda guard: demo(guard, '{"mode": "dry_run"}'),
-                        ids=("without", "dry_run"))
+                        ids=("without", "dry_run"), forms=True)
 
 
 def test_dry_run_changes_nothing_the_browser_sees(site, browser):

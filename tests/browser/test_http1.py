@@ -8,7 +8,7 @@ from observe import host, requests_for, settle
 from sites import B, demo, http1_only, without_and_with
 
 
-site = without_and_with(lambda guard: http1_only(demo(guard)))
+site = without_and_with(lambda guard: http1_only(demo(guard)), forms=True)
 
 
 def test_http1_is_never_coalesced(site, browser):

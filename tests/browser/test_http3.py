@@ -16,7 +16,7 @@ from navigation import a_then_b
 from observe import requests_for
 from sites import A, B, demo, with_quic, without_and_with
 
-site = without_and_with(lambda guard: with_quic(demo(guard)))
+site = without_and_with(lambda guard: with_quic(demo(guard)), forms=True)
 
 
 def test_forced_quic_coalesces_and_the_421_is_retried_on_the_same_session(site):

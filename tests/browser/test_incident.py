@@ -8,7 +8,7 @@ from netlog import RESTART_MISDIRECTED, NetLog
 from observe import requests_for
 from sites import A, B, demo, without_and_with
 
-site = without_and_with(demo)
+site = without_and_with(demo, forms=True)
 
 
 def test_navigation_from_a_to_b(site, browser):
