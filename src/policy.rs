@@ -285,17 +285,9 @@ impl Policy {
         C: Connection,
     {
         let sni = sni.filter(|s| !s.is_empty());
-        let decision = |verdict, listener: Option<ListenerId>| Decision {
-            verdict,
-            mode: self.mode_of(listener),
-        };
-        if sni.is_none() {
-            if self.missing_sni == MissingSni::Allow {
-                return decision(Verdict::Pass(Pass::NoSni), None);
-            }
-            if !connection.is_tls() {
-                return decision(Verdict::Pass(Pass::NoSni), None);
-            }
+        let decision = |verdict, listener| self.decision(verdict, listener);
+        if sni.is_none() && (self.missing_sni == MissingSni::Allow || !connection.is_tls()) {
+            return decision(Verdict::Pass(Pass::NoSni), None);
         }
         let host = authority().and_then(|a| Name::from_authority(a.as_ref()).ok());
         match &self.scope {
@@ -381,21 +373,10 @@ impl Policy {
             .and_then(|a| Name::from_authority(a.as_ref()).ok())
         {
             match set.listener_of(&host) {
-                None => {
-                    return (
-                        Decision {
-                            verdict: Verdict::Pass(Pass::UnknownHost),
-                            mode: self.mode_of(None),
-                        },
-                        None,
-                    )
-                }
+                None => return (self.decision(Verdict::Pass(Pass::UnknownHost), None), None),
                 Some(listener) if listener == this => {
                     return (
-                        Decision {
-                            verdict: Verdict::Pass(Pass::SameListener),
-                            mode: self.mode_of(Some(this)),
-                        },
+                        self.decision(Verdict::Pass(Pass::SameListener), Some(this)),
                         None,
                     )
                 }
@@ -405,6 +386,14 @@ impl Policy {
         let sni = sni();
         let decision = self.judge(sni.as_ref().map(AsRef::as_ref), connection, || raw);
         (decision, Some(sni))
+    }
+
+    /// A verdict with the mode of the listener it was reached for.
+    fn decision(&self, verdict: Verdict, listener: Option<ListenerId>) -> Decision {
+        Decision {
+            verdict,
+            mode: self.mode_of(listener),
+        }
     }
 
     /// The mode that applies to a request judged for `listener` (`None`: the top-level mode).
